@@ -1,0 +1,296 @@
+"""The ``embstore`` command line.
+
+User errors (bad input files, damaged stores, missing files, bad options) are printed as one
+line on stderr, without a traceback, and exit with status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import EmbstoreError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _fmt_float(x: float) -> str:
+    import numpy as np
+
+    return np.format_float_positional(np.float32(x), unique=True, trim="-")
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .converter import convert
+
+    report = convert(args.src, args.dst, format=args.format, limit=args.limit,
+                     unicode_errors=args.unicode_errors, on_bad_line=args.on_bad_line,
+                     force=args.force, quiet=args.quiet, fsync=not args.no_fsync)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not args.quiet:
+        print(report)
+        for example in report.skipped_examples:
+            print(f"  skipped {example}")
+    return EXIT_OK
+
+
+def info_dict(store: Any) -> dict[str, Any]:
+    from . import format as fmt
+
+    h = store.header
+    sec = h.sections
+    return {
+        "path": store.path,
+        "format_version": f"{h.major}.{h.minor}",
+        "words": len(store),
+        "dim": store.dim,
+        "file_bytes": h.file_length,
+        "sections": {k.name.lower(): {"offset": e.offset, "bytes": e.length}
+                     for k, e in sec.items()},
+        "index_slots": h.n_slots,
+        "index_load": round(len(store) / h.n_slots, 4),
+        "vector_bytes": sec[fmt.Section.VECTORS].length,
+        "metadata": store.metadata,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .store import open as open_store
+
+    with open_store(args.store) as store:
+        d = info_dict(store)
+    if args.json:
+        print(json.dumps(d, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    meta = d["metadata"]
+    src = meta.get("source", {})
+    secs = d["sections"]
+    vocab_bytes = secs["word_offsets"]["bytes"] + secs["word_bytes"]["bytes"]
+    lines = [
+        d["path"],
+        f"  format     embstore {d['format_version']}",
+        f"  words      {d['words']:,}",
+        f"  dim        {d['dim']}",
+        f"  size       {_human(d['file_bytes'])} (vectors {_human(d['vector_bytes'])}, "
+        f"vocabulary {_human(vocab_bytes)}, index {_human(secs['index']['bytes'])})",
+        f"  index      {d['index_slots']:,} slots, load {d['index_load']:.2f}",
+    ]
+    if src:
+        comp = f", {src['compression']}" if src.get("compression") else ""
+        lines.append(f"  source     {src.get('name')} ({src.get('format')}{comp}, "
+                     f"{_human(src.get('bytes') or 0)})")
+    if meta:
+        lines.append(f"  converted  {meta.get('records', 0):,} records, "
+                     f"{meta.get('duplicates', 0):,} duplicates dropped, "
+                     f"{meta.get('skipped_lines', 0):,} bad lines skipped")
+        lines.append(f"  created    {meta.get('created')} by embstore {meta.get('embstore_version')}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from .store import open as open_store
+
+    status = EXIT_OK
+    with open_store(args.store) as store:
+        for word in args.words:
+            vec = store.get(word)
+            if vec is None:
+                print(f"embstore: {word!r} is not in {args.store}", file=sys.stderr)
+                status = EXIT_ERROR
+                continue
+            print(word + " " + " ".join(_fmt_float(x) for x in vec.tolist()))
+    return status
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verifier import verify
+
+    report = verify(args.store)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif report.ok:
+        print(report)
+    else:
+        print(f"embstore: {args.store}: store is damaged", file=sys.stderr)
+        for p in report.problems:
+            print(f"  {p}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **options: Any) -> Any:
+    """Build a matrix straight into ``out_path`` (.npy), published atomically."""
+    import secrets
+
+    import numpy as np
+
+    from .vocab import normalize
+
+    out_path = Path(out_path)
+    rows = normalize(vocab, options.get("num_words")).rows
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, store.dim))
+        result = store.build_matrix(vocab, out=mm, **options)
+        mm.flush()
+        del mm
+        result.matrix = np.load(tmp, mmap_mode="r")
+        os.replace(tmp, out_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return result
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from .store import open as open_store
+
+    fallbacks = [f for f in (args.fallback or "").split(",") if f]
+    with open_store(args.store) as store:
+        result = write_matrix(store, args.vocab, args.out, num_words=args.num_words,
+                              oov=args.oov, fallbacks=fallbacks, seed=args.seed)
+    print(f"{result.summary()} -> {args.out}")
+    if args.report:
+        d = result.to_dict()
+        d.update({"store": args.store, "vocab": args.vocab, "out": args.out, "seed": args.seed})
+        Path(args.report).write_text(json.dumps(d, indent=2, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(vectors=args.vectors, vocab=args.vocab, workdir=args.workdir)
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embstore",
+        description="Memory-mapped word-vector stores and embedding matrices.",
+    )
+    parser.add_argument("--version", action="version", version=f"embstore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("convert", help="convert a word2vec/GloVe/fastText file into a store")
+    p.add_argument("src", help="input vector file (text or binary, plain or gz/bz2/xz/zip)")
+    p.add_argument("dst", help="store file to create")
+    p.add_argument("--format", choices=["auto", "text", "glove", "binary"], default="auto",
+                   help="input format; auto detects it from the content (default)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="convert only the first N rows")
+    p.add_argument("--unicode-errors", choices=["strict", "replace", "ignore"], default="strict",
+                   help="how to decode words that are not valid UTF-8 (default strict)")
+    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
+                   help="stop at a malformed line (default) or skip and count it")
+    p.add_argument("--force", action="store_true", help="replace an existing store atomically")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-fsync", action="store_true",
+                   help="do not flush to disk before publishing (faster, not crash-durable)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("info", help="describe a store")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("get", help="print the vectors of words")
+    p.add_argument("store")
+    p.add_argument("words", nargs="+", metavar="WORD")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("verify", help="check every byte of a store (exit 0 only if intact)")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("matrix", help="build an embedding matrix (.npy) for a vocabulary")
+    p.add_argument("store")
+    p.add_argument("vocab", help="JSON word_index, or a text file with one token per line")
+    p.add_argument("--out", required=True, help="output .npy file")
+    p.add_argument("--num-words", type=_positive_int, metavar="N",
+                   help="rows = min(N, max index + 1), like the Keras Tokenizer")
+    p.add_argument("--oov", choices=["zeros", "mean", "random"], default="zeros",
+                   help="fill for words not in the store (default zeros)")
+    p.add_argument("--fallback", metavar="RULES",
+                   help="comma-separated case fallbacks tried after a miss: lower,title,upper")
+    p.add_argument("--seed", type=int, default=0, help="seed for --oov random (default 0)")
+    p.add_argument("--report", metavar="FILE", help="write hits, misses and missing words as JSON")
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("demo", help="run convert -> info -> matrix on a built-in example")
+    p.add_argument("--vectors", help="your vector file instead of the built-in example")
+    p.add_argument("--vocab", help="your vocabulary (JSON word_index or token list)")
+    p.add_argument("--workdir", default="demo-output", help="where outputs go (default demo-output)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, EmbstoreError):
+        if exc.filename is not None:
+            return f"{exc.filename}: {exc.strerror or exc}"
+        return str(exc.strerror or exc)
+    if isinstance(exc, KeyError):
+        return f"not found: {exc.args[0]!r}"
+    return " ".join(str(exc).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("embstore: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output closed early (e.g. piped into head); not an error worth a traceback.
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return EXIT_OK  # noqa: B012
+    except (EmbstoreError, OSError, ValueError, TypeError, KeyError) as exc:
+        print(f"embstore: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

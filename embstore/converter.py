@@ -1,0 +1,758 @@
+"""Streaming conversion of word2vec/GloVe/fastText vector files into a store.
+
+The input is read in blocks (decompressed on a reader thread), parsed by compiled kernels
+over the raw bytes, de-duplicated into the vocabulary index, and the vectors are streamed to
+the store file as they are parsed.  Memory is bounded by the block size plus the vocabulary;
+the vectors are never all in RAM.
+
+Semantics follow gensim's ``KeyedVectors.load_word2vec_format`` wherever gensim can read a
+file: the same words in the same order, the first of duplicate words kept, and every value
+exactly ``float32(float(token))``.  Where gensim fails on real-world quirks (blank lines, runs
+of spaces, words containing spaces, CRLF), the quirk is handled and documented here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from . import __version__
+from . import format as fmt
+from .errors import ConversionError
+from .progress import Progress
+from .sources import Prefetcher, Source
+from .vocabbuild import VocabularyBuilder
+from .writer import StoreWriter
+
+Format = Literal["auto", "text", "glove", "binary"]
+UnicodeErrors = Literal["strict", "replace", "ignore"]
+OnBadLine = Literal["error", "skip"]
+
+BLOCK_SIZE = 32 << 20  # bytes read per block
+MAX_LINE = 64 << 20  # longest accepted text line
+MAX_WORD = 1 << 20  # longest accepted binary word
+ROW_BATCH_BYTES = 16 << 20  # float32 output per kernel batch
+MAX_EXAMPLES = 10
+
+_HEADER_RE = re.compile(rb"^[ \t]*(\d+)[ \t]+(\d+)[ \t\r]*$")
+_NUMBER_RE = re.compile(rb"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_BOM = b"\xef\xbb\xbf"
+
+FORMAT_NAMES = {
+    "text": "word2vec text",
+    "glove": "GloVe text (no header)",
+    "binary": "word2vec binary",
+}
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did; ``str(report)`` is the one-line summary the CLI prints."""
+
+    source: str
+    destination: str
+    format: str
+    compression: str | None
+    rows: int
+    dim: int
+    records: int
+    duplicates: int
+    skipped_lines: int
+    blank_lines: int
+    declared_rows: int | None
+    bytes_read: int
+    input_bytes: int
+    store_bytes: int
+    seconds: float
+    skipped_examples: list[str] = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        """Decompressed input megabytes (10**6) parsed per second."""
+        return self.bytes_read / 1e6 / max(self.seconds, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mb_per_s"] = round(self.mb_per_s, 1)
+        return d
+
+    def __str__(self) -> str:
+        kind = FORMAT_NAMES.get(self.format, self.format)
+        if self.compression:
+            kind += f", {self.compression}"
+        text = (
+            f"Converted {self.rows:,} words x {self.dim} ({kind}) from {self.source} "
+            f"to {self.destination} in {self.seconds:.2f} s ({self.mb_per_s:,.0f} MB/s)"
+        )
+        extras = []
+        if self.duplicates:
+            extras.append(f"{self.duplicates:,} duplicate words dropped (first kept)")
+        if self.skipped_lines:
+            extras.append(f"{self.skipped_lines:,} bad lines skipped")
+        if extras:
+            text += "; " + ", ".join(extras)
+        return text
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    format: Format = "auto",
+    limit: int | None = None,
+    unicode_errors: UnicodeErrors = "strict",
+    on_bad_line: OnBadLine = "error",
+    force: bool = False,
+    quiet: bool = False,
+    fsync: bool = True,
+) -> ConversionReport:
+    """Convert a word-vector file into a store at ``dst``.
+
+    Args:
+        src: word2vec text (``count dim`` header), fastText ``.vec``, GloVe text (no header)
+            or word2vec C binary; plain, gzip, bz2, xz or a single-file zip.
+        dst: the store to create.  It appears only once complete.
+        format: ``"auto"`` detects from the content; ``"text"`` (with header), ``"glove"``
+            (no header) or ``"binary"`` force one.
+        limit: convert only the first ``limit`` records, like gensim's ``limit``.
+        unicode_errors: how to decode words that are not valid UTF-8 (gensim's meaning).
+        on_bad_line: ``"error"`` stops at the first malformed line; ``"skip"`` skips and
+            counts malformed lines (non-finite values included).
+        force: replace an existing ``dst`` (atomically; readers of the old store keep it).
+        quiet: never show a progress bar (it only appears on a terminal anyway).
+        fsync: flush the store to disk before publishing it.
+
+    Returns:
+        A :class:`ConversionReport`.
+
+    Raises:
+        ConversionError: the input is malformed; the message names the line or byte offset.
+        StoreExistsError: ``dst`` exists and ``force`` is false.
+    """
+    if format not in ("auto", "text", "glove", "binary"):
+        raise ValueError(f"format must be auto, text, glove or binary, not {format!r}")
+    if unicode_errors not in ("strict", "replace", "ignore"):
+        raise ValueError(f"unicode_errors must be strict, replace or ignore, not {unicode_errors!r}")
+    if on_bad_line not in ("error", "skip"):
+        raise ValueError(f"on_bad_line must be error or skip, not {on_bad_line!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    src_path = os.fspath(src)
+    if os.path.isdir(src_path):
+        raise IsADirectoryError(21, "is a directory, expected a vector file", src_path)
+    dst_path = Path(dst)
+    if not force and dst_path.exists():
+        from .errors import StoreExistsError
+
+        raise StoreExistsError(dst_path)
+    t0 = time.perf_counter()
+    source = Source(src_path)
+    try:
+        job = _Conversion(source, dst_path, format, limit, unicode_errors, on_bad_line, force,
+                          quiet, fsync)
+        report = job.run()
+    finally:
+        source.close()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+class _Conversion:
+    """One conversion run; holds the streaming state shared by the text and binary paths."""
+
+    def __init__(self, source: Source, dst: Path, format: Format, limit: int | None,
+                 unicode_errors: UnicodeErrors, on_bad_line: OnBadLine, force: bool,
+                 quiet: bool, fsync: bool) -> None:
+        self.source = source
+        self.path = source.path
+        self.dst = dst
+        self.format_opt = format
+        self.limit = limit
+        self.unicode_errors = unicode_errors
+        self.on_bad_line = on_bad_line
+        self.force = force
+        self.fsync = fsync
+        self.progress = Progress(f"Converting {os.path.basename(self.path)}", source.size,
+                                 enabled=Progress.wanted(quiet))
+        self.compressed = source.compression is not None
+        # counters
+        self.records = 0
+        self.duplicates = 0
+        self.skipped = 0
+        self.blank = 0
+        self.examples: list[str] = []
+        self.bytes_read = 0
+        self.declared: int | None = None
+        self.dim = 0
+        self.kind = ""
+        self._last_record_line = -1
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def error(self, message: str, *, line: int | None = None, offset: int | None = None,
+              hint: str | None = None) -> ConversionError:
+        return ConversionError(self.path, message, line=line, offset=offset, hint=hint,
+                               compressed=self.compressed)
+
+    def skip_or_raise(self, message: str, *, line: int | None = None, offset: int | None = None,
+                      hint: str | None = None) -> None:
+        if self.on_bad_line == "error":
+            hint = (hint + "; " if hint else "") + "or skip bad lines with --on-bad-line skip"
+            raise self.error(message, line=line, offset=offset, hint=hint)
+        self.skipped += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            where = f"line {line}" if line is not None else f"offset {offset}"
+            self.examples.append(f"{where}: {message}")
+
+    @property
+    def target(self) -> int | None:
+        """Records to read: the header's count and/or the limit."""
+        counts = [c for c in (self.declared, self.limit) if c is not None]
+        return min(counts) if counts else None
+
+    def repair(self, raw: bytes) -> bytes:
+        return raw.decode("utf-8", self.unicode_errors).encode("utf-8")
+
+    # -- driver ---------------------------------------------------------------------------------
+
+    def run(self) -> ConversionReport:
+        reader = Prefetcher(self.source, BLOCK_SIZE)
+        try:
+            first = reader.next()
+            if first is None or first[1] == 0:
+                raise self.error("the file is empty; expected word vectors")
+            work = np.empty(MAX_LINE + BLOCK_SIZE, dtype=np.uint8)
+            buf, n = first
+            work[:n] = buf[:n]
+            reader.release(buf)
+            start = 3 if work[:3].tobytes() == _BOM else 0
+            self._detect(work[start:n], n < BLOCK_SIZE)
+            with StoreWriter(self.dst, self.dim, force=self.force, fsync=self.fsync) as writer:
+                vocab = VocabularyBuilder(self.target or 0)
+                if self.kind == "binary":
+                    self._run_binary(reader, work, n, start, writer, vocab)
+                else:
+                    self._run_text(reader, work, n, start, writer, vocab)
+                self.progress.update(self.source.size, force=True)
+                if writer.n_rows == 0:
+                    raise self.error("no vectors were converted (every line was skipped)"
+                                     if self.skipped else "no vectors found in the file")
+                words, offsets, index = vocab.finish()
+                metadata = {
+                    "embstore_version": __version__,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "source": {
+                        "name": os.path.basename(self.path),
+                        "format": self.kind,
+                        "compression": self.source.compression,
+                        "bytes": self.source.size,
+                        "declared_rows": self.declared,
+                    },
+                    "records": self.records,
+                    "duplicates": self.duplicates,
+                    "skipped_lines": self.skipped,
+                    "limit": self.limit,
+                }
+                store_bytes = writer.finish(words, offsets, index, metadata)
+                rows = writer.n_rows
+        finally:
+            reader.close()
+            self.progress.close()
+        return ConversionReport(
+            source=self.path, destination=str(self.dst), format=self.kind,
+            compression=self.source.compression, rows=rows, dim=self.dim, records=self.records,
+            duplicates=self.duplicates, skipped_lines=self.skipped, blank_lines=self.blank,
+            declared_rows=self.declared, bytes_read=self.bytes_read,
+            input_bytes=self.source.size, store_bytes=store_bytes, seconds=0.0,
+            skipped_examples=self.examples,
+        )
+
+    # -- format detection -----------------------------------------------------------------------
+
+    def _detect(self, head: np.ndarray, whole: bool) -> None:
+        data = head[: 1 << 20].tobytes() if not whole else head.tobytes()
+        nl = data.find(b"\n")
+        first = data if nl < 0 else data[:nl]
+        m = _HEADER_RE.match(first)
+        opt = self.format_opt
+        if opt in ("text", "binary") and m is None:
+            raise self.error(
+                f"expected a header line 'count dim', found {_show(first)}", line=1,
+                hint="for a file without a header use --format glove",
+            )
+        if m is not None and opt != "glove":
+            count, dim = int(m.group(1)), int(m.group(2))
+            if not 1 <= dim <= fmt.MAX_DIM:
+                raise self.error(f"header declares dimension {dim}; expected 1..{fmt.MAX_DIM}",
+                                 line=1)
+            if count == 0:
+                raise self.error("header declares 0 rows; there is nothing to convert", line=1)
+            self.declared = count
+            self.dim = dim
+            if opt == "auto":
+                rest = data[nl + 1:] if nl >= 0 else b""
+                nl2 = rest.find(b"\n")
+                second = rest if nl2 < 0 else rest[:nl2]
+                self.kind = "text" if _looks_like_text(second, dim) else "binary"
+                if not rest.strip():
+                    self.kind = "text"
+            else:
+                self.kind = opt
+            return
+        # No header: GloVe.  The dimension is the number of numeric fields ending the first
+        # non-blank line.
+        line_no = 1
+        for raw_line in data.split(b"\n"):
+            if raw_line.strip():
+                first = raw_line
+                break
+            line_no += 1
+        line = first.rstrip(b" \t\r\n\x0b\x0c")
+        fields = line.split()
+        dim = 0
+        for tok in reversed(fields):
+            if not _NUMBER_RE.match(tok):
+                break
+            dim += 1
+        if dim == len(fields) and dim:
+            dim -= 1  # the first field is the word even if it looks numeric
+        if dim == 0:
+            raise self.error(
+                "not a word-vector file: expected a header 'count dim' or a line "
+                f"'word v1 v2 ...', found {_show(first)}", line=line_no,
+            )
+        self.kind = "glove"
+        self.dim = dim
+
+    # -- text -----------------------------------------------------------------------------------
+
+    def _run_text(self, reader: Prefetcher, work: np.ndarray, n: int, start: int,
+                  writer: StoreWriter, vocab: VocabularyBuilder) -> None:
+        from . import kernels
+
+        dim = self.dim
+        batch_rows = max(64, ROW_BATCH_BYTES // (4 * dim))
+        out = np.empty((batch_rows, dim), dtype=np.float32)
+        meta = np.empty((batch_rows, kernels.META_COLS), dtype=np.int64)
+        keep = np.zeros(batch_rows, dtype=np.uint8)
+        compact = np.empty_like(out)
+        pos = start
+        line_no = 1  # line number of work[pos]
+        if self.declared is not None:
+            nl = work[pos:n].tobytes().find(b"\n", 0, 1 << 20)
+            pos = n if nl < 0 else pos + nl + 1
+            line_no = 2
+        eof = n < BLOCK_SIZE
+        self.bytes_read = n
+        target = self.target
+        trailing = False  # past the declared rows: only blank lines may follow
+        while True:
+            window = work[pos:n]
+            nl_pos = np.flatnonzero(window == 10)
+            if nl_pos.size:
+                ends = nl_pos
+                starts = np.empty_like(ends)
+                starts[0] = 0
+                starts[1:] = ends[:-1] + 1
+                consumed = int(ends[-1]) + 1
+            else:
+                ends = starts = np.empty(0, dtype=np.int64)
+                consumed = 0
+            if eof and consumed < window.size:
+                starts = np.append(starts, consumed)
+                ends = np.append(ends, window.size)
+                consumed = window.size
+            if starts.size:
+                starts = starts + pos
+                ends = ends + pos
+            elif not eof and window.size >= MAX_LINE:
+                raise self.error(f"line is longer than {MAX_LINE >> 20} MiB (no newline found)",
+                                 line=line_no, hint="is this really a text vector file?")
+            done = False
+            for b0 in range(0, starts.size, batch_rows):
+                s_b = starts[b0:b0 + batch_rows]
+                e_b = ends[b0:b0 + batch_rows]
+                if trailing:
+                    self._check_trailing(work, s_b, e_b, line_no + b0)
+                    continue
+                finished = self._text_batch(work, s_b, e_b, line_no + b0, out, meta, keep,
+                                            compact, writer, vocab, target)
+                if finished:
+                    if self.limit is not None and self.limit == target:
+                        done = True
+                        break
+                    trailing = True
+                    # lines after the last record of this batch must be blank
+                    last = self._last_record_line
+                    if last + 1 < s_b.size:
+                        self._check_trailing(work, s_b[last + 1:], e_b[last + 1:],
+                                             line_no + b0 + last + 1)
+            line_no += starts.size
+            self.progress.update(self.source.consumed)
+            if done or eof:
+                break
+            # move the unconsumed tail to the front and read the next block
+            tail = window.size - consumed
+            work[:tail] = work[pos + consumed:n]
+            pos = 0
+            nxt = reader.next()
+            if nxt is None:
+                n = tail
+                eof = True
+                continue
+            buf, got = nxt
+            work[tail:tail + got] = buf[:got]
+            reader.release(buf)
+            n = tail + got
+            self.bytes_read += got
+            eof = got < BLOCK_SIZE
+        if target is not None and self.declared is not None and self.records < target:
+            raise self.error(
+                f"header declares {self.declared:,} rows but the file ends after "
+                f"{self.records:,}", line=line_no - 1 if line_no > 1 else 1,
+                hint=f"the file is probably truncated; --limit {self.records} converts what is there"
+                if self.records else None,
+            )
+
+    def _check_trailing(self, work: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                        first_line: int) -> None:
+        for k in range(starts.size):
+            text = work[starts[k]:ends[k]].tobytes()
+            if text.strip():
+                raise self.error(
+                    f"more rows than the header declares ({self.declared:,})",
+                    line=first_line + k,
+                    hint=f"fix the header, or pass --limit {self.declared} to convert only "
+                         "the declared rows",
+                )
+
+    def _text_batch(self, work: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                    first_line: int, out: np.ndarray, meta: np.ndarray, keep: np.ndarray,
+                    compact: np.ndarray, writer: StoreWriter, vocab: VocabularyBuilder,
+                    target: int | None) -> bool:
+        """Parse, check, de-duplicate and write one batch; True once ``target`` is reached."""
+        from . import kernels
+
+        k = starts.size
+        o = out[:k]
+        m = meta[:k]
+        kernels.parse_text_lines(work, starts, ends, self.dim, o, m)
+        status = m[:, kernels.M_STATUS]
+        blank = status == kernels.LINE_BLANK
+        record_idx = np.flatnonzero(~blank)
+        finished = False
+        self._last_record_line = k - 1
+        if target is not None and self.records + record_idx.size >= target:
+            take = target - self.records
+            last = int(record_idx[take - 1]) if take > 0 else -1
+            self._last_record_line = last
+            record_idx = record_idx[:take]
+            self.blank += int(blank[: last + 1].sum())
+            finished = True
+        else:
+            self.blank += int(blank.sum())
+        self.records += record_idx.size
+        if record_idx.size == 0:
+            return finished
+        rec_status = status[record_idx]
+        bad_utf8 = m[record_idx, kernels.M_BADUTF8] != 0
+        good = rec_status == kernels.LINE_OK
+        if self.unicode_errors == "strict":
+            good &= ~bad_utf8
+        # exact slow path for tokens the kernel could not round exactly
+        fb_lines = record_idx[good & (m[record_idx, kernels.M_FALLBACK] > 0)]
+        if fb_lines.size:
+            good_mask = np.ones(k, dtype=bool)
+            for li in self._fallback(work, starts, ends, o, m, fb_lines):
+                good_mask[li] = False
+            good &= good_mask[record_idx]
+        bad = record_idx[~good]
+        for li in bad:
+            self._report_text_line(work, starts, ends, m, int(li), first_line)
+        cand = record_idx[good]
+        src, wst, wen = work, m[:, kernels.M_WSTART], m[:, kernels.M_WEND]
+        if self.unicode_errors != "strict" and bad_utf8[good].any():
+            # A word can become empty under "ignore"; gensim keeps it as the key '', so do we.
+            src, wst, wen = self._repaired_words(work, m, cand)
+        keep[:k] = 0
+        dups = vocab.insert(src, wst, wen, cand, keep)
+        self.duplicates += dups
+        kept = cand if dups == 0 else cand[keep[cand] == 1]
+        if kept.size == k:
+            writer.write_vectors(o)
+        elif kept.size:
+            c = compact[: kept.size]
+            kernels.gather_rows(o, kept, c)
+            writer.write_vectors(c)
+        return finished
+
+    def _fallback(self, work: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np.ndarray,
+                  meta: np.ndarray, lines: np.ndarray) -> list[int]:
+        """Exact values for tokens outside the fast path; returns lines found non-finite."""
+        from . import kernels
+
+        total = int(meta[lines, kernels.M_FALLBACK].sum())
+        li_a = np.empty(total, dtype=np.int64)
+        col_a = np.empty(total, dtype=np.int64)
+        s_a = np.empty(total, dtype=np.int64)
+        e_a = np.empty(total, dtype=np.int64)
+        got = kernels.fallback_tokens(work, starts, ends, self.dim, meta, lines, li_a, col_a,
+                                      s_a, e_a)
+        assert got == total
+        mv = memoryview(work)
+        values = np.array([float(bytes(mv[s:e])) for s, e in zip(s_a.tolist(), e_a.tolist())],
+                          dtype=np.float64)
+        with np.errstate(over="ignore"):
+            as32 = values.astype(np.float32)
+        out[li_a, col_a] = as32
+        nonfinite = ~np.isfinite(as32)
+        bad_lines: list[int] = []
+        for idx in np.flatnonzero(nonfinite):
+            li = int(li_a[idx])
+            meta[li, kernels.M_STATUS] = kernels.LINE_NONFINITE
+            meta[li, kernels.M_DSTART] = s_a[idx]
+            meta[li, kernels.M_DEND] = e_a[idx]
+            bad_lines.append(li)
+        return bad_lines
+
+    def _repaired_words(self, work: np.ndarray, meta: np.ndarray,
+                        cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Words decoded with ``unicode_errors`` and re-encoded, as a separate buffer."""
+        from . import kernels
+
+        pieces = []
+        wst = np.zeros(meta.shape[0], dtype=np.int64)
+        wen = np.zeros(meta.shape[0], dtype=np.int64)
+        pos = 0
+        for li in cand.tolist():
+            raw = work[meta[li, kernels.M_WSTART]:meta[li, kernels.M_WEND]].tobytes()
+            if meta[li, kernels.M_BADUTF8]:
+                raw = self.repair(raw)
+            pieces.append(raw)
+            wst[li] = pos
+            pos += len(raw)
+            wen[li] = pos
+        src = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+        return src, wst, wen
+
+    def _report_text_line(self, work: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                          meta: np.ndarray, li: int, first_line: int) -> None:
+        from . import kernels
+
+        line_no = first_line + li
+        status = int(meta[li, kernels.M_STATUS])
+        line = work[starts[li]:ends[li]].tobytes()
+        dim = self.dim
+        if status in (kernels.LINE_TOO_FEW, kernels.LINE_TOO_MANY):
+            found = int(meta[li, kernels.M_DSTART])
+            msg = f"expected {dim} values after the word, found {found}"
+            hint = "the dimension comes from the header" if self.declared else \
+                "the dimension comes from line 1"
+        elif status in (kernels.LINE_NOT_NUMBER, kernels.LINE_NONFINITE):
+            ts = int(meta[li, kernels.M_DSTART]) - int(starts[li])
+            te = int(meta[li, kernels.M_DEND]) - int(starts[li])
+            field_no = len(line[:ts].split()) + 1
+            token = _show(line[ts:te])
+            if status == kernels.LINE_NOT_NUMBER:
+                msg = f"field {field_no}: expected a number, found {token}"
+            else:
+                msg = (f"field {field_no}: value {token} is not finite in float32 "
+                       "(NaN, infinity or out of range)")
+            hint = None
+        else:  # invalid UTF-8 under strict decoding
+            ws = int(meta[li, kernels.M_WSTART]) - int(starts[li])
+            we = int(meta[li, kernels.M_WEND]) - int(starts[li])
+            word = line[ws:we]
+            try:
+                word.decode("utf-8")
+                at = 0
+            except UnicodeDecodeError as exc:
+                at = exc.start
+            msg = f"word {_show(word)} is not valid UTF-8 (byte {at} of the word)"
+            hint = "use --unicode-errors replace or ignore"
+        self.skip_or_raise(msg, line=line_no, hint=hint)
+
+    # -- binary ---------------------------------------------------------------------------------
+
+    def _run_binary(self, reader: Prefetcher, work: np.ndarray, n: int, start: int,
+                    writer: StoreWriter, vocab: VocabularyBuilder) -> None:
+        from . import kernels
+
+        dim = self.dim
+        rec = dim * 4
+        assert self.declared is not None
+        batch_rows = max(64, ROW_BATCH_BYTES // rec)
+        out = np.empty((batch_rows, dim), dtype=np.float32)
+        wst = np.empty(batch_rows, dtype=np.int64)
+        wen = np.empty(batch_rows, dtype=np.int64)
+        vst = np.empty(batch_rows, dtype=np.int64)
+        bad = np.empty(batch_rows, dtype=np.uint8)
+        badw = np.empty(batch_rows, dtype=np.uint8)
+        keep = np.zeros(batch_rows, dtype=np.uint8)
+        compact = np.empty_like(out)
+        head_end = work[start:n].tobytes().find(b"\n", 0, 4096)
+        pos = start + head_end + 1
+        base = 0  # stream offset of work[0]
+        eof = n < BLOCK_SIZE
+        self.bytes_read = n
+        target = self.target
+        assert target is not None
+        while True:
+            remaining = target - self.records
+            if remaining == 0:
+                break
+            k, new_pos, status, spos = kernels.scan_binary(
+                work, pos, n, dim, min(remaining, batch_rows), MAX_WORD, wst, wen, vst)
+            if k:
+                self._binary_batch(work, k, base, out, wst, wen, vst, bad, badw, keep, compact,
+                                   writer, vocab)
+                pos = new_pos
+                continue
+            if status == kernels.BIN_EMPTY_WORD:
+                raise self.error("expected a word before the vector, found a space",
+                                 offset=base + spos)
+            if status == kernels.BIN_WORD_TOO_LONG:
+                raise self.error(f"no space within {MAX_WORD} bytes: expected 'word<space>' "
+                                 "followed by the vector", offset=base + spos,
+                                 hint="is this really a word2vec binary file?")
+            # need more data
+            if eof:
+                rest = work[pos:n].tobytes()
+                if rest.strip(b"\n"):
+                    have = len(rest.lstrip(b"\n"))
+                    raise self.error(
+                        f"truncated record {self.records + 1:,}: expected a word, a space and "
+                        f"{rec} bytes of vector, found only {have} bytes before the end",
+                        offset=base + pos + len(rest) - have,
+                        hint=f"header declares {self.declared:,} rows; the file is probably "
+                             "truncated" + (f" (--limit {self.records} converts what is there)"
+                                            if self.records else ""),
+                    )
+                raise self.error(
+                    f"header declares {self.declared:,} rows but the file ends after "
+                    f"{self.records:,}", offset=base + n,
+                    hint="the file is probably truncated" + (
+                        f"; --limit {self.records} converts what is there" if self.records else ""),
+                )
+            tail = n - pos
+            work[:tail] = work[pos:n]
+            base += pos
+            pos = 0
+            nxt = reader.next()
+            if nxt is None:
+                n = tail
+                eof = True
+                continue
+            buf, got = nxt
+            work[tail:tail + got] = buf[:got]
+            reader.release(buf)
+            n = tail + got
+            self.bytes_read += got
+            eof = got < BLOCK_SIZE
+            self.progress.update(self.source.consumed)
+        if self.limit is not None and self.limit == target:
+            return
+        # Header count reached: anything but newlines/whitespace after it is an error.
+        while True:
+            rest = work[pos:n].tobytes()
+            if rest.strip():
+                lead = len(rest) - len(rest.lstrip())
+                raise self.error(
+                    f"more rows than the header declares ({self.declared:,})",
+                    offset=base + pos + lead,
+                    hint=f"fix the header, or pass --limit {self.declared} to convert only "
+                         "the declared rows",
+                )
+            if eof:
+                return
+            base += n
+            pos = 0
+            nxt = reader.next()
+            if nxt is None:
+                return
+            buf, got = nxt
+            work[:got] = buf[:got]
+            reader.release(buf)
+            n = got
+            self.bytes_read += got
+            eof = got < BLOCK_SIZE
+
+    def _binary_batch(self, work: np.ndarray, k: int, base: int, out: np.ndarray,
+                      wst: np.ndarray, wen: np.ndarray, vst: np.ndarray, bad: np.ndarray,
+                      badw: np.ndarray, keep: np.ndarray, compact: np.ndarray,
+                      writer: StoreWriter, vocab: VocabularyBuilder) -> None:
+        from . import kernels
+
+        o = out[:k]
+        kernels.copy_binary_vectors(work, vst, k, o, bad)
+        kernels.check_words_utf8(work, wst, wen, k, badw)
+        self.records += k
+        good = np.ones(k, dtype=bool)
+        if bad[:k].any():
+            for i in np.flatnonzero(bad[:k]):
+                good[i] = False
+                row = o[i]
+                j = int(np.flatnonzero(~np.isfinite(row))[0])
+                self.skip_or_raise(
+                    f"value {j + 1} of the vector for {_show(work[wst[i]:wen[i]].tobytes())} is "
+                    f"{row[j]} (non-finite values are rejected)",
+                    offset=base + int(vst[i]) + 4 * j,
+                )
+        src, s_arr, e_arr = work, wst, wen
+        if badw[:k].any():
+            if self.unicode_errors == "strict":
+                for i in np.flatnonzero(badw[:k]):
+                    if not good[i]:
+                        continue
+                    good[i] = False
+                    self.skip_or_raise(
+                        f"word {_show(work[wst[i]:wen[i]].tobytes())} is not valid UTF-8",
+                        offset=base + int(wst[i]), hint="use --unicode-errors replace or ignore",
+                    )
+            else:
+                pieces = []
+                s_arr = np.zeros(k, dtype=np.int64)
+                e_arr = np.zeros(k, dtype=np.int64)
+                p = 0
+                for i in range(k):
+                    raw = work[wst[i]:wen[i]].tobytes()
+                    if badw[i]:
+                        raw = self.repair(raw).lstrip(b"\n")
+                    pieces.append(raw)
+                    s_arr[i] = p
+                    p += len(raw)
+                    e_arr[i] = p
+                src = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+        cand = np.flatnonzero(good)
+        keep[:k] = 0
+        dups = vocab.insert(src, s_arr, e_arr, cand, keep)
+        self.duplicates += dups
+        kept = cand if dups == 0 else cand[keep[cand] == 1]
+        if kept.size == k:
+            writer.write_vectors(o)
+        elif kept.size:
+            c = compact[: kept.size]
+            kernels.gather_rows(o, kept, c)
+            writer.write_vectors(c)
+
+
+def _looks_like_text(line: bytes, dim: int) -> bool:
+    fields = line.rstrip(b" \t\r\n\x0b\x0c").split(b" ")
+    fields = [f for f in fields if f]
+    if len(fields) < dim + 1:
+        return False
+    return all(_NUMBER_RE.match(t) for t in fields[-dim:])
+
+
+def _show(raw: bytes, width: int = 40) -> str:
+    """A short printable rendering of bytes from the input for error messages."""
+    text = raw.decode("utf-8", "backslashreplace")
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    return repr(text)

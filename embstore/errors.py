@@ -1,0 +1,105 @@
+"""The exception hierarchy.
+
+Every error embstore raises on purpose derives from :class:`EmbstoreError`, so callers can
+catch one type.  Two kinds matter to users and carry enough context to act on:
+
+* :class:`FormatError` -- a file that should be a store is not one, is damaged, or was written
+  by a newer major version.
+* :class:`ConversionError` -- an input vector file is malformed.  It names the file and the
+  line (text) or byte offset (binary), what was expected and what was found.
+
+Built-in exceptions keep their meaning: a missing file is ``FileNotFoundError``, a missing word
+is ``KeyError``, a bad argument is ``ValueError`` / ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "EmbstoreError",
+    "FormatError",
+    "ConversionError",
+    "StoreExistsError",
+    "VocabularyError",
+    "StoreWriteError",
+]
+
+
+class EmbstoreError(Exception):
+    """Root of every error raised by embstore on purpose."""
+
+
+class FormatError(EmbstoreError):
+    """A store file is not a store, is damaged, or has an unsupported major version."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, message: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.reason = message
+        super().__init__(message if self.path is None else f"{self.path}: {message}")
+
+
+class StoreExistsError(EmbstoreError, FileExistsError):
+    """The destination of a conversion exists and replacing it was not asked for."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        super().__init__(
+            f"{self.path}: destination already exists; pass force=True (--force) to replace it"
+        )
+
+
+class ConversionError(EmbstoreError):
+    """An input vector file could not be converted.
+
+    ``str(err)`` is one line: ``path:line: what is wrong (expected ..., found ...); hint``.
+    The parts are also available as attributes for programs that want them.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        message: str,
+        *,
+        line: int | None = None,
+        offset: int | None = None,
+        hint: str | None = None,
+        compressed: bool = False,
+    ) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.line = line
+        self.offset = offset
+        self.reason = message
+        self.hint = hint
+        where = self.path or "<input>"
+        if line is not None:
+            where = f"{where}:{line}"
+        elif offset is not None:
+            kind = "decompressed byte offset" if compressed else "byte offset"
+            where = f"{where}: at {kind} {offset}"
+        text = f"{where}: {message}"
+        if hint:
+            text = f"{text}; {hint}"
+        super().__init__(text)
+
+
+class VocabularyError(EmbstoreError, ValueError):
+    """A vocabulary given to ``build_matrix`` cannot be interpreted."""
+
+
+class StoreWriteError(EmbstoreError, OSError):
+    """Writing a store failed (disk full, file too large, I/O error).
+
+    Nothing was published: the destination is untouched and the temporary file is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], cause: OSError) -> None:
+        self.path = os.fspath(path)
+        self.cause = cause
+        detail = cause.strerror or str(cause)
+        super().__init__(
+            cause.errno, f"{self.path}: cannot write the store: {detail} (nothing was written there)"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[1])

@@ -1,0 +1,251 @@
+"""Embedding matrices for a tokenizer's vocabulary, from a mapped store.
+
+The result is exactly the classic recipe's -- load the vectors with gensim, loop over the
+vocabulary, copy each found vector into ``np.zeros((rows, dim))`` -- without loading the
+vector file: words are encoded once, looked up by a parallel kernel, and the found rows are
+gathered in store order so that reads from a cold store stay sequential.  When the gather
+spans a large part of a big store, mapped pages are released window by window, so peak memory
+stays near the size of the output rather than of the store.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import format as fmt
+from .lookup import lookup_rows
+from .vocab import VocabLike, normalize
+
+if TYPE_CHECKING:
+    from .store import EmbeddingStore
+
+__all__ = ["MatrixResult", "build_matrix", "FALLBACKS", "OOV_MODES", "VocabLike"]
+
+OOV_MODES = ("zeros", "mean", "random")
+
+
+def _title(word: str) -> str:
+    return word.capitalize()
+
+
+FALLBACKS: dict[str, Callable[[str], str]] = {
+    "lower": str.lower,
+    "title": _title,  # first letter upper case, the rest lower case
+    "upper": str.upper,
+}
+
+WINDOW_BYTES = 64 << 20  # gather window when releasing mapped pages
+RELEASE_SPAN = 256 << 20  # release pages only when the gather spans more than this
+
+
+@dataclass
+class MatrixResult:
+    """An embedding matrix and what went into it.
+
+    ``hits``/``misses`` count vocabulary words (padding and ``[UNK]`` excluded), ``missing``
+    lists the words not found (in row order), ``found`` marks rows that hold a vector from the
+    store, and ``fallback_hits`` counts words found only through each case fallback.
+    """
+
+    matrix: np.ndarray
+    found: np.ndarray
+    hits: int
+    misses: int
+    missing: list[str]
+    fallback_hits: dict[str, int] = field(default_factory=dict)
+    oov: str = "zeros"
+
+    @property
+    def rows(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def coverage(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def summary(self) -> str:
+        by_fallback = sum(self.fallback_hits.values())
+        text = f"Matrix {self.rows:,} x {self.dim}: {self.hits:,} found"
+        if by_fallback:
+            text += f" ({by_fallback:,} by a case fallback)"
+        text += f", {self.misses:,} missing"
+        if self.misses and self.oov != "zeros":
+            text += f" (filled with {self.oov})"
+        return text
+
+    def to_dict(self, max_missing: int | None = None) -> dict[str, Any]:
+        missing = self.missing if max_missing is None else self.missing[:max_missing]
+        return {
+            "rows": self.rows, "dim": self.dim, "hits": self.hits, "misses": self.misses,
+            "coverage": round(self.coverage, 6), "fallback_hits": dict(self.fallback_hits),
+            "oov": self.oov, "missing": missing,
+        }
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | None = None,
+                 oov: str = "zeros", fallbacks: Sequence[str] = (), seed: int = 0,
+                 out: np.ndarray | None = None) -> MatrixResult:
+    """Build the float32 embedding matrix of ``vocab`` from ``store``.
+
+    Args:
+        vocab: a word_index dict, a token list (position = row), a Keras
+            TextVectorization/StringLookup layer, or a vocabulary file (JSON or one token per
+            line).  See :mod:`embstore.vocab`.
+        num_words: like the Keras Tokenizer: rows = min(num_words, max index + 1).
+        oov: fill for vocabulary words the store lacks (and ``[UNK]``): ``"zeros"``,
+            ``"mean"`` (the store's mean vector) or ``"random"`` (normal draws with the
+            store's per-dimension mean and std, reproducible by ``seed``).  Rows with no word
+            (padding) are always zero.
+        fallbacks: case variants tried in order after an exact miss: ``"lower"``,
+            ``"title"`` (``str.capitalize``), ``"upper"``.
+        out: a caller's C-contiguous float32 ``(rows, dim)`` array to fill, e.g. an
+            ``np.memmap`` for a matrix larger than memory.
+    """
+    if oov not in OOV_MODES:
+        raise ValueError(f"oov must be one of {', '.join(OOV_MODES)}, not {oov!r}")
+    if isinstance(fallbacks, str):
+        fallbacks = [f for f in fallbacks.split(",") if f]
+    for rule in fallbacks:
+        if rule not in FALLBACKS:
+            raise ValueError(f"unknown fallback {rule!r}; choose from {', '.join(FALLBACKS)}")
+    v = normalize(vocab, num_words)
+    dim = store.dim
+    if out is None:
+        matrix = np.zeros((v.rows, dim), dtype=np.float32)
+        zeroed = True
+    else:
+        _check_out(out, v.rows, dim)
+        matrix = out
+        zeroed = False
+
+    rows = lookup_rows(store, v.words)
+    fallback_hits: dict[str, int] = {}
+    if fallbacks:
+        miss = np.flatnonzero(rows < 0)
+        for rule in fallbacks:
+            if miss.size == 0:
+                break
+            fn = FALLBACKS[rule]
+            cand_idx = []
+            cand_words = []
+            for i in miss.tolist():
+                w = v.words[i]
+                alt = fn(w)
+                if alt != w:
+                    cand_idx.append(i)
+                    cand_words.append(alt)
+            if not cand_words:
+                fallback_hits[rule] = 0
+                continue
+            alt_rows = lookup_rows(store, cand_words)
+            hit = alt_rows >= 0
+            idx = np.asarray(cand_idx, dtype=np.int64)
+            rows[idx[hit]] = alt_rows[hit]
+            fallback_hits[rule] = int(hit.sum())
+            miss = np.flatnonzero(rows < 0)
+
+    hit_mask = rows >= 0
+    # Classic-recipe semantics when several words share a row: the last found one wins.
+    found_idx = np.flatnonzero(hit_mask)
+    dest = v.positions[found_idx]
+    src_rows = rows[found_idx]
+    if dest.size and np.unique(dest).size != dest.size:
+        rev = dest[::-1]
+        _, first_in_rev = np.unique(rev, return_index=True)
+        pick = (dest.size - 1 - first_in_rev)
+        dest = dest[pick]
+        src_rows = src_rows[pick]
+    found = np.zeros(v.rows, dtype=bool)
+    found[dest] = True
+
+    # Rows that get the OOV fill: rows of missing words that no other word filled, and [UNK].
+    missing_idx = np.flatnonzero(~hit_mask)
+    oov_rows = np.union1d(v.positions[missing_idx], v.oov_rows)
+    oov_rows = oov_rows[~found[oov_rows]]
+
+    if not zeroed:
+        filled = np.zeros(v.rows, dtype=bool)
+        filled[dest] = True
+        if oov != "zeros":
+            filled[oov_rows] = True
+        zero_rows = np.flatnonzero(~filled)
+        if zero_rows.size:
+            matrix[zero_rows] = 0.0
+
+    _gather(store, src_rows, dest, matrix)
+
+    if oov_rows.size and oov != "zeros":
+        if oov == "mean":
+            matrix[oov_rows] = store.mean.astype(np.float32)
+        else:
+            rng = np.random.default_rng(seed)
+            draws = rng.normal(store.mean, store.std, size=(oov_rows.size, dim))
+            matrix[oov_rows] = draws.astype(np.float32)
+
+    missing = [v.words[i] for i in missing_idx.tolist()]
+    return MatrixResult(matrix=matrix, found=found, hits=int(hit_mask.sum()),
+                        misses=int(missing_idx.size), missing=missing,
+                        fallback_hits=fallback_hits, oov=oov)
+
+
+def _check_out(out: np.ndarray, rows: int, dim: int) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, not {type(out).__name__}")
+    if out.dtype != np.float32 or out.shape != (rows, dim):
+        raise ValueError(f"out must be float32 with shape ({rows}, {dim}), got {out.dtype} {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+
+
+def _gather(store: EmbeddingStore, src_rows: np.ndarray, dest: np.ndarray,
+            out: np.ndarray) -> None:
+    """Copy ``store.vectors[src_rows]`` to ``out[dest]`` in store order.
+
+    Reading rows in increasing file order keeps cold reads close to sequential.  When the rows
+    span more than ``RELEASE_SPAN`` bytes of the file, they are copied one window at a time and
+    each window's pages are dropped from this process's page tables afterwards (the page cache
+    keeps them), which bounds resident memory however much of the store is touched.
+    """
+    from . import kernels
+
+    if src_rows.size == 0:
+        return
+    order = np.argsort(src_rows, kind="stable")
+    rows_sorted = np.ascontiguousarray(src_rows[order])
+    dest_sorted = np.ascontiguousarray(dest[order])
+    vectors = store.vectors
+    row_bytes = store.dim * 4
+    span = (int(rows_sorted[-1]) - int(rows_sorted[0]) + 1) * row_bytes
+    if span <= RELEASE_SPAN or store._map is None:
+        kernels.gather_into(vectors, rows_sorted, dest_sorted, out)
+        return
+    base = store.header.sections[fmt.Section.VECTORS].offset
+    window_rows = max(1, WINDOW_BYTES // row_bytes)
+    first = int(rows_sorted[0])
+    last = int(rows_sorted[-1])
+    for w0 in range(first, last + 1, window_rows):
+        w1 = w0 + window_rows
+        a = int(np.searchsorted(rows_sorted, w0, side="left"))
+        b = int(np.searchsorted(rows_sorted, w1, side="left"))
+        if a == b:
+            continue
+        kernels.gather_into(vectors, rows_sorted[a:b], dest_sorted[a:b], out)
+        start = (base + w0 * row_bytes) // fmt.PAGE * fmt.PAGE
+        stop = min(fmt.align(base + w1 * row_bytes), store.file_size)
+        # Never drop the page holding the next window's first row (it may share this page).
+        stop = min(stop, (base + w1 * row_bytes) // fmt.PAGE * fmt.PAGE)
+        if stop > start:
+            store._map.madvise(mmap.MADV_DONTNEED, start, stop - start)

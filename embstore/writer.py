@@ -1,0 +1,322 @@
+"""Writing a store file atomically.
+
+A store is built in an unnamed temporary file (``O_TMPFILE``) in the destination's directory,
+or a dot-named temporary file where the filesystem lacks ``O_TMPFILE``.  The header, which is
+what makes a file a store, is written last.  Only when everything is on disk is the file
+given its name: ``link`` (fails if the destination exists) or ``rename`` over it with
+``force``.  A reader that has the old store mapped keeps its old inode and data; a crash at any
+point leaves no file at the destination that looks like a store.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import format as fmt
+from .errors import StoreExistsError, StoreWriteError
+
+_TMP_TAG = ".embstore-tmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(dst: Path) -> None:
+    """Delete named temporaries of ``dst`` left by conversions that were killed."""
+    prefix = f".{dst.name}{_TMP_TAG}"
+    try:
+        names = os.listdir(dst.parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            try:
+                os.unlink(dst.parent / name)
+            except OSError:
+                pass
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename durable; best effort, as some filesystems refuse directory fsync."""
+    try:
+        dfd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+class _BlockHasher:
+    """XXH64 of consecutive 1 MiB blocks of everything written after the header."""
+
+    def __init__(self) -> None:
+        self.block = 1 << fmt.BLOCK_LOG2
+        self.digests: list[np.ndarray] = []
+        self.carry = np.empty(self.block, dtype=np.uint8)
+        self.carry_len = 0
+
+    def _hash_full(self, data: np.ndarray) -> None:
+        from . import kernels
+
+        out = np.empty(data.size // self.block, dtype=np.uint64)
+        kernels.xxh64_blocks(data, self.block, out)
+        self.digests.append(out)
+
+    def update(self, data: np.ndarray) -> None:
+        pos = 0
+        if self.carry_len:
+            take = min(self.block - self.carry_len, data.size)
+            self.carry[self.carry_len:self.carry_len + take] = data[:take]
+            self.carry_len += take
+            pos = take
+            if self.carry_len == self.block:
+                self._hash_full(self.carry)
+                self.carry_len = 0
+        full = (data.size - pos) // self.block * self.block
+        if full:
+            self._hash_full(data[pos:pos + full])
+            pos += full
+        rest = data.size - pos
+        if rest:
+            self.carry[:rest] = data[pos:]
+            self.carry_len = rest
+
+    def finish(self) -> np.ndarray:
+        from . import kernels
+
+        if self.carry_len:
+            out = np.empty(1, dtype=np.uint64)
+            kernels.xxh64_blocks(self.carry[:self.carry_len], self.block, out)
+            self.digests.append(out)
+            self.carry_len = 0
+        if not self.digests:
+            return np.empty(0, dtype=np.uint64)
+        return np.concatenate(self.digests)
+
+
+class StoreWriter:
+    """Streams vectors into a new store, then writes the vocabulary and publishes the file.
+
+    Use as a context manager: leaving the block by an exception removes the temporary file.
+    Rows are appended with :meth:`write_vectors`; :meth:`finish` writes every other section,
+    the checksums and the header, then gives the file its name.
+    """
+
+    def __init__(self, dst: str | os.PathLike[str], dim: int, *, force: bool = False,
+                 fsync: bool = True) -> None:
+        self.dst = Path(dst)
+        self.dim = int(dim)
+        self.force = force
+        self.fsync = fsync
+        if not 1 <= self.dim <= fmt.MAX_DIM:
+            raise ValueError(f"dimension {dim} out of range 1..{fmt.MAX_DIM}")
+        if self.dst.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "destination is a directory", str(self.dst))
+        if not force and self.dst.exists():
+            raise StoreExistsError(self.dst)
+        parent = self.dst.parent
+        if not parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "destination directory does not exist", str(parent))
+        remove_stale_temporaries(self.dst)
+        self._named_tmp: Path | None = None
+        self._fd = self._open_temporary(parent)
+        self._pos = fmt.HEADER_LENGTH
+        self._hasher = _BlockHasher()
+        self.n_rows = 0
+        self._mean = np.zeros(self.dim, dtype=np.float64)
+        self._m2 = np.zeros(self.dim, dtype=np.float64)
+        self._closed = False
+
+    # -- temporary file ---------------------------------------------------------------------
+
+    def _open_temporary(self, parent: Path) -> int:
+        flag = getattr(os, "O_TMPFILE", 0)
+        if flag and os.environ.get("EMBSTORE_NO_TMPFILE", "") in ("", "0"):
+            try:
+                return os.open(parent, flag | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                    raise
+        name = f".{self.dst.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+        self._named_tmp = parent / name
+        fd = os.open(self._named_tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        return fd
+
+    def _write(self, data: np.ndarray) -> None:
+        view = memoryview(data).cast("B")
+        try:
+            done = 0
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], self._pos + done)
+        except OSError as exc:
+            raise StoreWriteError(self.dst, exc) from exc
+        self._hasher.update(np.frombuffer(view, dtype=np.uint8))
+        self._pos += len(view)
+
+    def _pad_to_page(self) -> None:
+        pad = fmt.align(self._pos) - self._pos
+        if pad:
+            self._write(np.zeros(pad, dtype=np.uint8))
+
+    # -- content ----------------------------------------------------------------------------
+
+    def write_vectors(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (k x dim, float32, finite) to the vector section."""
+        if rows.ndim != 2 or rows.shape[1] != self.dim or rows.dtype != np.float32:
+            raise ValueError(f"expected a (k, {self.dim}) float32 array, got {rows.dtype} {rows.shape}")
+        k = rows.shape[0]
+        if k == 0:
+            return
+        if self.n_rows + k > fmt.MAX_ROWS:
+            raise ValueError(f"a store holds at most {fmt.MAX_ROWS} rows")
+        rows = np.ascontiguousarray(rows)
+        self._write(rows.reshape(-1).view(np.uint8))
+        self._update_moments(rows)
+        self.n_rows += k
+
+    def _update_moments(self, rows: np.ndarray) -> None:
+        """Chan et al.'s pairwise update of per-dimension mean and sum of squared deviations."""
+        from . import kernels
+
+        k = rows.shape[0]
+        block = 256
+        nb = (k + block - 1) // block
+        partial = np.empty((nb, self.dim), dtype=np.float64)
+        kernels.block_moments(rows, k, block, partial)
+        mean_b = partial.sum(axis=0) / k
+        kernels.block_sq_dev(rows, k, block, mean_b, partial)
+        m2_b = partial.sum(axis=0)
+        n_a = self.n_rows
+        n = n_a + k
+        delta = mean_b - self._mean
+        self._mean += delta * (k / n)
+        self._m2 += m2_b + delta * delta * (n_a * k / n)
+
+    def finish(self, words: np.ndarray, offsets: np.ndarray, index: np.ndarray,
+               metadata: dict[str, Any]) -> int:
+        """Write the remaining sections and the header, then publish; returns the file size.
+
+        ``words``/``offsets`` hold the UTF-8 vocabulary in row order and ``index`` the
+        ``(slots, 2)`` uint32 table built with :func:`embstore.kernels.build_index` rules.
+        """
+        n = self.n_rows
+        if n == 0:
+            raise ValueError("a store needs at least one row")
+        if offsets.shape != (n + 1,) or int(offsets[-1]) != words.size:
+            raise ValueError("word offsets do not match the vocabulary")
+        if index.shape != (fmt.slot_count(n), 2):
+            raise ValueError("index has the wrong size")
+        meta_bytes = json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        if len(meta_bytes) > fmt.MAX_METADATA:
+            raise ValueError("metadata too large")
+        std = np.sqrt(self._m2 / n)
+        stats = np.concatenate([self._mean, std]).astype("<f8")
+        parts = [
+            offsets.astype("<u8", copy=False),
+            words.astype(np.uint8, copy=False),
+            index.astype("<u4", copy=False),
+            stats,
+            np.frombuffer(meta_bytes, dtype=np.uint8),
+        ]
+        for part in parts:
+            self._pad_to_page()
+            self._write(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
+        self._pad_to_page()
+        checksums_at = self._pos
+        digests = self._hasher.finish().astype("<u8")
+        lengths = fmt.section_lengths(n, self.dim, words.size, index.shape[0], len(meta_bytes))
+        sections = fmt.layout(lengths)
+        assert sections[fmt.Section.CHECKSUMS].offset == checksums_at
+        assert sections[fmt.Section.CHECKSUMS].length == digests.size * 8
+        try:
+            view = memoryview(digests).cast("B")
+            os.pwrite(self._fd, view, checksums_at)
+            file_length = checksums_at + len(view)
+            header = fmt.Header(fmt.VERSION_MAJOR, fmt.VERSION_MINOR, file_length, n, self.dim,
+                                index.shape[0], fmt.BLOCK_LOG2, sections)
+            os.pwrite(self._fd, header.pack(), 0)
+            if self.fsync:
+                os.fsync(self._fd)
+            self._publish()
+        except OSError as exc:
+            if isinstance(exc, FileExistsError):
+                raise StoreExistsError(self.dst) from None
+            raise StoreWriteError(self.dst, exc) from exc
+        return file_length
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._mean
+
+    # -- publishing and cleanup ---------------------------------------------------------------
+
+    def _link_unnamed(self, parent: Path, name: str) -> None:
+        """Give the O_TMPFILE file a name.
+
+        ``linkat(..., AT_SYMLINK_FOLLOW)`` on ``/proc/self/fd/N`` is the unprivileged way;
+        passing a directory fd makes Python call ``linkat`` rather than ``link``.
+        """
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.link(f"/proc/self/fd/{self._fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+        finally:
+            os.close(dfd)
+
+    def _publish(self) -> None:
+        parent = self.dst.parent
+        if self._named_tmp is None and not self.force:
+            # link refuses to overwrite, so an existing destination is never clobbered.
+            self._link_unnamed(parent, self.dst.name)
+        else:
+            if self._named_tmp is None:
+                name = f".{self.dst.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+                self._link_unnamed(parent, name)
+                self._named_tmp = parent / name
+            if self.force:
+                os.replace(self._named_tmp, self.dst)
+            else:
+                os.link(self._named_tmp, self.dst)  # fails if dst appeared meanwhile
+                os.unlink(self._named_tmp)
+        self._named_tmp = None
+        self.close()
+        if self.fsync:
+            _fsync_directory(parent)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._fd)
+        if self._named_tmp is not None:
+            try:
+                os.unlink(self._named_tmp)
+            except OSError:
+                pass
+            self._named_tmp = None
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
