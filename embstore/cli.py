@@ -44,7 +44,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     report = convert(args.src, args.dst, format=args.format, limit=args.limit,
                      unicode_errors=args.unicode_errors, on_bad_line=args.on_bad_line,
-                     force=args.force, quiet=args.quiet, fsync=not args.no_fsync)
+                     force=args.force, quiet=args.quiet, fsync=args.fsync)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not args.quiet:
@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing store atomically")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--no-fsync", action="store_true",
-                   help="do not flush to disk before publishing (faster, not crash-durable)")
+    p.add_argument("--fsync", action="store_true",
+                   help="flush the store to disk before publishing it (survives power loss; "
+                        "as slow as the disk)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("info", help="describe a store")

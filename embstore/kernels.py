@@ -22,7 +22,11 @@ import types
 from typing import Any, Callable
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import cgutils
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
 _JIT = {"cache": True, "nogil": True}
 
@@ -76,6 +80,77 @@ class ParallelKernel:
 
 def parallel_kernel(fn: Callable[..., Any]) -> ParallelKernel:
     return ParallelKernel(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# memcpy between byte offsets of two arrays (LLVM's memcpy: vectorised, any alignment)
+
+
+@intrinsic
+def _memcpy(typingctx, dst, dst_off, src, src_off, nbytes):  # type: ignore[no-untyped-def]
+    if not (isinstance(dst, nbtypes.Array) and isinstance(src, nbtypes.Array)):
+        return None
+    sig = nbtypes.void(dst, nbtypes.intp, src, nbtypes.intp, nbtypes.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        d, doff, sarg, soff, n = args
+        darr = context.make_array(signature.args[0])(context, builder, d)
+        sarr = context.make_array(signature.args[2])(context, builder, sarg)
+        dptr = builder.gep(builder.bitcast(darr.data, cgutils.voidptr_t), [doff])
+        sptr = builder.gep(builder.bitcast(sarr.data, cgutils.voidptr_t), [soff])
+        cgutils.raw_memcpy(builder, dptr, sptr, n, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _load_u64(typingctx, arr, off):  # type: ignore[no-untyped-def]
+    """Unaligned little-endian load of 8 bytes at byte offset ``off`` of ``arr``."""
+    if not isinstance(arr, nbtypes.Array):
+        return None
+    sig = nbtypes.uint64(arr, nbtypes.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        a, o = args
+        ary = context.make_array(signature.args[0])(context, builder, a)
+        ptr = builder.gep(builder.bitcast(ary.data, cgutils.voidptr_t), [o])
+        ptr64 = builder.bitcast(ptr, ir.IntType(64).as_pointer())
+        return builder.load(ptr64, align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _ctz64(typingctx, x):  # type: ignore[no-untyped-def]
+    """Count trailing zero bits (x != 0)."""
+    sig = nbtypes.uint64(nbtypes.uint64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
+    """Hint the CPU to fetch ``arr``'s element ``index`` (flat) into cache; no effect on data."""
+    if not isinstance(arr, nbtypes.Array):
+        return None
+    sig = nbtypes.void(arr, nbtypes.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        a, idx = args
+        ary = context.make_array(signature.args[0])(context, builder, a)
+        elem = builder.gep(ary.data, [idx])
+        ptr = builder.bitcast(elem, cgutils.voidptr_t)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,80 +279,127 @@ def _is_special(buf, s, e):  # type: ignore[no-untyped-def]
     return False
 
 
-@njit(**_JIT)
-def parse_number(buf, s, e):  # type: ignore[no-untyped-def]
-    """Parse ``buf[s:e]`` as a decimal number; returns ``(code, value)``.
+ASCII0 = np.uint64(0x3030303030303030)
+DIGIT_GUARD = np.uint64(0x7676767676767676)
+LOW7_8 = np.uint64(0x7F7F7F7F7F7F7F7F)
+HIGH_8 = np.uint64(0x8080808080808080)
+SWAR_MASK = np.uint64(0x000000FF000000FF)
+SWAR_MUL1 = np.uint64(0x000F424000000064)  # 100 + (1000000 << 32)
+SWAR_MUL2 = np.uint64(0x0000271000000001)  # 1 + (10000 << 32)
+POW10_U64 = np.array([10**k for k in range(9)], dtype=np.uint64)
 
-    Grammar: ``[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`` in ASCII.  Values
-    that need more than 19 significant digits or fall outside Clinger's exact fast path are
-    returned as ``NUM_FALLBACK`` for an exact slow path in Python.
+
+@njit(inline="always", **_JIT)
+def _digits8(buf, i, e):  # type: ignore[no-untyped-def]
+    """``(n, value)`` of the run of up to 8 ASCII digits at ``buf[i:e]``.
+
+    SWAR: one unaligned 8-byte load, a branch-free test of which bytes are digits, and the
+    multiply-shift reduction of up to 8 digits to an integer.
     """
-    i = s
+    if i + 8 <= buf.size:
+        t = _load_u64(buf, i) ^ ASCII0
+        nondigit = (((t & LOW7_8) + DIGIT_GUARD) | t) & HIGH_8
+        n = 8 if nondigit == 0 else np.int64(_ctz64(nondigit) >> np.uint64(3))
+        n = min(n, e - i)
+        if n <= 0:
+            return 0, np.uint64(0)
+        v = t << np.uint64((8 - n) * 8)
+        v = v * np.uint64(10) + (v >> np.uint64(8))
+        v = (((v & SWAR_MASK) * SWAR_MUL1)
+             + (((v >> np.uint64(16)) & SWAR_MASK) * SWAR_MUL2)) >> np.uint64(32)
+        return n, v & np.uint64(0xFFFFFFFF)
+    n = 0
+    v = np.uint64(0)
+    while n < 8 and i + n < e:
+        c = buf[i + n]
+        if c < 48 or c > 57:
+            break
+        v = v * np.uint64(10) + np.uint64(c - 48)
+        n += 1
+    return n, v
+
+
+@njit(inline="always", **_JIT)
+def _scan_number(buf, i, e):  # type: ignore[no-untyped-def]
+    """Parse the longest number at ``buf[i:e]``; returns ``(code, value, end)``.
+
+    Grammar: ``[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`` in ASCII.  A
+    value with more than 19 digits, or outside Clinger's exact fast path (mantissa < 2**53,
+    |power of ten| <= 22), is ``NUM_FALLBACK`` for an exact slow path.  ``NUM_INVALID``
+    means no digits or a malformed exponent; the caller checks ``end``.
+    """
     neg = False
     if i < e and (buf[i] == 45 or buf[i] == 43):
         neg = buf[i] == 45
         i += 1
-    if i >= e:
-        return NUM_INVALID, 0.0
     m = np.uint64(0)
-    nd = 0  # significant digits kept in m
-    scale = 0  # power of ten to apply to m
-    too_many = False
-    any_digit = False
-    while i < e and 48 <= buf[i] <= 57:
-        any_digit = True
-        d = np.uint64(buf[i] - 48)
-        if nd < 19:
-            if m != 0 or d != 0:
-                m = m * np.uint64(10) + d
-                nd += 1
-        else:
-            scale += 1
-            too_many = True
-        i += 1
+    nd = 0
+    while True:
+        n, v = _digits8(buf, i, e)
+        m = m * POW10_U64[n] + v
+        nd += n
+        i += n
+        if n < 8:
+            break
+    scale = 0
     if i < e and buf[i] == 46:
         i += 1
-        while i < e and 48 <= buf[i] <= 57:
-            any_digit = True
-            d = np.uint64(buf[i] - 48)
-            if nd < 19:
-                if m != 0 or d != 0:
-                    m = m * np.uint64(10) + d
-                    nd += 1
-                scale -= 1
-            else:
-                too_many = True
-            i += 1
-    if not any_digit:
-        if _is_special(buf, i, e):
-            return NUM_NONFINITE, 0.0
-        return NUM_INVALID, 0.0
+        f0 = i
+        while True:
+            n, v = _digits8(buf, i, e)
+            m = m * POW10_U64[n] + v
+            nd += n
+            i += n
+            if n < 8:
+                break
+        scale = f0 - i
+    if nd == 0:
+        return NUM_INVALID, 0.0, i
     if i < e and (buf[i] == 101 or buf[i] == 69):
         i += 1
         eneg = False
         if i < e and (buf[i] == 45 or buf[i] == 43):
             eneg = buf[i] == 45
             i += 1
-        if i >= e or not (48 <= buf[i] <= 57):
-            return NUM_INVALID, 0.0
+        if i >= e or buf[i] < 48 or buf[i] > 57:
+            return NUM_INVALID, 0.0, i
         ex = 0
-        while i < e and 48 <= buf[i] <= 57:
+        while i < e:
+            c = buf[i]
+            if c < 48 or c > 57:
+                break
             if ex < 100000:
-                ex = ex * 10 + (buf[i] - 48)
+                ex = ex * 10 + (c - 48)
             i += 1
         scale += -ex if eneg else ex
-    if i != e:
-        return NUM_INVALID, 0.0
+    if nd > 19:
+        return NUM_FALLBACK, 0.0, i
     if m == 0:
-        return NUM_OK, -0.0 if neg else 0.0
-    if too_many or m >= TWO53 or scale < -22 or scale > 22:
-        return NUM_FALLBACK, 0.0
+        return NUM_OK, -0.0 if neg else 0.0, i
+    if m >= TWO53 or scale < -22 or scale > 22:
+        return NUM_FALLBACK, 0.0, i
     v = np.float64(m)
     if scale < 0:
         v = v / POW10[-scale]
     else:
         v = v * POW10[scale]
-    return NUM_OK, -v if neg else v
+    return NUM_OK, -v if neg else v, i
+
+
+@njit(**_JIT)
+def parse_number(buf, s, e):  # type: ignore[no-untyped-def]
+    """Parse all of ``buf[s:e]`` as a number; returns ``(code, value)``."""
+    code, v, p = _scan_number(buf, s, e)
+    if code == NUM_INVALID:
+        q = s
+        if q < e and (buf[q] == 45 or buf[q] == 43):
+            q += 1
+        if _is_special(buf, q, e):
+            return NUM_NONFINITE, 0.0
+        return NUM_INVALID, 0.0
+    if p != e:
+        return NUM_INVALID, 0.0
+    return code, v
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +420,57 @@ M_DSTART = 3  # offending token (errors) / number of values found (TOO_FEW, TOO_
 M_DEND = 4
 M_FALLBACK = 5  # number of tokens left for the exact slow path
 M_BADUTF8 = 6
-META_COLS = 7
+M_LSTART = 7  # the line's extent in the buffer (end excludes the newline)
+M_LEND = 8
+META_COLS = 9
+
+
+NL8 = np.uint64(0x0A0A0A0A0A0A0A0A)
+LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+HIGH8 = np.uint64(0x8080808080808080)
+ONES8 = np.uint64(0x0101010101010101)
+U7 = np.uint64(7)
+U56 = np.uint64(56)
+
+
+@njit(inline="always", **_JIT)
+def _newlines_in_word(w):  # type: ignore[no-untyped-def]
+    """Exact number of 0x0A bytes in a 64-bit word (SWAR zero-byte count)."""
+    x = w ^ NL8
+    t = ((x & LOW7) + LOW7) | x
+    m = ~t & HIGH8
+    return ((m >> U7) * ONES8) >> U56
+
+
+@parallel_kernel
+def scan_parts(buf, words, s, e, part, counts, ends):  # type: ignore[no-untyped-def]
+    """Split ``buf[s:e]`` into parts of ``part`` bytes; per part, count newlines and note
+    the position just after the last one (``ends[c]``, 0 if none).  ``words`` is ``buf``
+    viewed as uint64, for counting 8 bytes a step."""
+    for c in prange(counts.size):
+        lo = min(e, s + c * part)
+        hi = min(e, lo + part)
+        k = 0
+        i = lo
+        a = min(hi, (lo + 7) // 8 * 8)
+        while i < a:
+            k += buf[i] == 10
+            i += 1
+        kw = np.uint64(0)
+        for w in range(i >> 3, hi >> 3):
+            kw += _newlines_in_word(words[w])
+        k += np.int64(kw)
+        i = max(i, (hi >> 3) << 3)
+        while i < hi:
+            k += buf[i] == 10
+            i += 1
+        counts[c] = k
+        ends[c] = 0
+        if k:
+            i = hi - 1
+            while buf[i] != 10:
+                i -= 1
+            ends[c] = i + 1
 
 
 @njit(inline="always", **_JIT)
@@ -312,101 +484,186 @@ def _numeric_token(buf, s, e):  # type: ignore[no-untyped-def]
     return code == NUM_OK or code == NUM_FALLBACK
 
 
-@parallel_kernel
-def parse_text_lines(buf, starts, ends, dim, out, meta):  # type: ignore[no-untyped-def]
-    """Parse one batch of text lines into ``out`` (rows x dim float32) and ``meta``.
+@njit(inline="always", **_JIT)
+def _is_trailing(c):  # type: ignore[no-untyped-def]
+    return c == 32 or c == 9 or c == 13 or c == 11 or c == 12
+
+
+@njit(**_JIT)
+def _parse_line_fast(buf, s, end, dim, out, row):  # type: ignore[no-untyped-def]
+    """The common line ``word v1 ... vdim`` in one forward pass, finding its end on the way.
+
+    Returns ``(ok, word_end, fallback_tokens, stop)``: on success ``stop`` is the newline (or
+    ``end``).  Anything unusual -- leading spaces, a word with spaces, a wrong count, a bad
+    token -- returns ``ok = False`` and the line is re-parsed by the careful path.
+    """
+    i = s
+    while i < end:
+        c = buf[i]
+        if c == 32 or c == 10:
+            break
+        i += 1
+    wend = i
+    if i == s:
+        return False, wend, 0, i
+    fb = 0
+    for j in range(dim):
+        while i < end and buf[i] == 32:
+            i += 1
+        if i >= end:
+            return False, wend, 0, i
+        code, v, p = _scan_number(buf, i, end)
+        if code == NUM_INVALID:
+            return False, wend, 0, p
+        if p < end:
+            c = buf[p]
+            if c != 32 and c != 10 and not _is_trailing(c):
+                return False, wend, 0, p
+        if code == NUM_OK:
+            f = np.float32(v)
+            if not np.isfinite(f):
+                return False, wend, 0, p
+            out[row, j] = f
+        else:
+            out[row, j] = np.nan
+            fb += 1
+        i = p
+    while i < end and _is_trailing(buf[i]):
+        i += 1
+    if i < end and buf[i] != 10:
+        return False, wend, 0, i
+    return True, wend, fb, i
+
+
+@njit(**_JIT)
+def _parse_line_careful(buf, s, e, dim, out, meta, li):  # type: ignore[no-untyped-def]
+    """Parse ``buf[s:e]`` (one line, newline excluded) with every quirk and error handled.
 
     Fields are separated by runs of ASCII spaces only.  The last ``dim`` fields are the
     values and everything before them is the word, so GloVe's words that contain spaces are
     kept whole -- unless every extra field is itself a number, which is reported as a line
     with too many values.  Trailing ASCII whitespace (including CR) is ignored.
     """
-    n = starts.size
-    for li in prange(n):
-        s = starts[li]
-        e = ends[li]
-        while e > s and _is_space(buf[e - 1]):
-            e -= 1
-        while s < e and buf[s] == 32:
-            s += 1
-        meta[li, M_FALLBACK] = 0
-        meta[li, M_BADUTF8] = 0
-        if s == e:
-            meta[li, M_STATUS] = LINE_BLANK
-            continue
-        status = LINE_OK
-        pos = e
-        fallback = 0
-        for j in range(dim - 1, -1, -1):
-            while pos > s and buf[pos - 1] == 32:
-                pos -= 1
-            te = pos
-            while pos > s and buf[pos - 1] != 32:
-                pos -= 1
-            ts = pos
-            if ts == s:
-                status = LINE_TOO_FEW
-                meta[li, M_DSTART] = dim - 1 - j
-                break
-            code, value = parse_number(buf, ts, te)
-            if code == NUM_OK:
-                f = np.float32(value)
-                if not np.isfinite(f):
-                    status = LINE_NONFINITE
-                else:
-                    out[li, j] = f
-            elif code == NUM_FALLBACK:
-                out[li, j] = np.nan
-                fallback += 1
-            elif code == NUM_NONFINITE:
+    while e > s and _is_space(buf[e - 1]):
+        e -= 1
+    while s < e and buf[s] == 32:
+        s += 1
+    meta[li, M_FALLBACK] = 0
+    meta[li, M_BADUTF8] = 0
+    if s == e:
+        meta[li, M_STATUS] = LINE_BLANK
+        return
+    status = LINE_OK
+    pos = e
+    fallback = 0
+    for j in range(dim - 1, -1, -1):
+        while pos > s and buf[pos - 1] == 32:
+            pos -= 1
+        te = pos
+        while pos > s and buf[pos - 1] != 32:
+            pos -= 1
+        ts = pos
+        if ts == s:
+            status = LINE_TOO_FEW
+            meta[li, M_DSTART] = dim - 1 - j
+            break
+        code, value = parse_number(buf, ts, te)
+        if code == NUM_OK:
+            f = np.float32(value)
+            if not np.isfinite(f):
                 status = LINE_NONFINITE
             else:
-                status = LINE_NOT_NUMBER
-            if status != LINE_OK:
-                meta[li, M_DSTART] = ts
-                meta[li, M_DEND] = te
-                break
-        if status == LINE_OK:
-            while pos > s and buf[pos - 1] == 32:
-                pos -= 1
-            # A word with spaces: if every field after its first is a number, the line has
-            # more values than the dimension rather than a multi-word token.
-            first_end = s
-            while first_end < pos and buf[first_end] != 32:
-                first_end += 1
-            if first_end < pos:
-                extra = 0
-                all_numeric = True
-                q = first_end
-                while q < pos:
-                    while q < pos and buf[q] == 32:
-                        q += 1
-                    r = q
-                    while r < pos and buf[r] != 32:
-                        r += 1
-                    if not _numeric_token(buf, q, r):
-                        all_numeric = False
-                        break
-                    extra += 1
-                    q = r
-                if all_numeric:
-                    status = LINE_TOO_MANY
-                    meta[li, M_DSTART] = dim + extra
-            meta[li, M_WSTART] = s
-            meta[li, M_WEND] = pos
-            if not utf8_valid(buf, s, pos):
-                meta[li, M_BADUTF8] = 1
-        meta[li, M_FALLBACK] = fallback
-        meta[li, M_STATUS] = status
+                out[li, j] = f
+        elif code == NUM_FALLBACK:
+            out[li, j] = np.nan
+            fallback += 1
+        elif code == NUM_NONFINITE:
+            status = LINE_NONFINITE
+        else:
+            status = LINE_NOT_NUMBER
+        if status != LINE_OK:
+            meta[li, M_DSTART] = ts
+            meta[li, M_DEND] = te
+            break
+    if status == LINE_OK:
+        while pos > s and buf[pos - 1] == 32:
+            pos -= 1
+        # A word with spaces: if every field after its first is a number, the line has
+        # more values than the dimension rather than a multi-word token.
+        first_end = s
+        while first_end < pos and buf[first_end] != 32:
+            first_end += 1
+        if first_end < pos:
+            extra = 0
+            all_numeric = True
+            q = first_end
+            while q < pos:
+                while q < pos and buf[q] == 32:
+                    q += 1
+                r = q
+                while r < pos and buf[r] != 32:
+                    r += 1
+                if not _numeric_token(buf, q, r):
+                    all_numeric = False
+                    break
+                extra += 1
+                q = r
+            if all_numeric:
+                status = LINE_TOO_MANY
+                meta[li, M_DSTART] = dim + extra
+        meta[li, M_WSTART] = s
+        meta[li, M_WEND] = pos
+        if not utf8_valid(buf, s, pos):
+            meta[li, M_BADUTF8] = 1
+    meta[li, M_FALLBACK] = fallback
+    meta[li, M_STATUS] = status
+
+
+@njit(inline="always", **_JIT)
+def _find_newline(buf, i, end):  # type: ignore[no-untyped-def]
+    while i < end and buf[i] != 10:
+        i += 1
+    return i
+
+
+@parallel_kernel
+def parse_text_parts(buf, lo, hi, first_row, dim, out, meta):  # type: ignore[no-untyped-def]
+    """Parse whole lines: part ``c`` holds the lines in ``buf[lo[c]:hi[c]]`` (``hi`` is just
+    after a newline, or the end of input) and writes rows from ``first_row[c]`` on.
+
+    Each line is parsed in one forward pass when it is ordinary; otherwise its end is found
+    and :func:`_parse_line_careful` handles it.  ``meta`` records each line's status, word
+    and extent for the caller.
+    """
+    for c in prange(lo.size):
+        pos = lo[c]
+        end = hi[c]
+        r = first_row[c]
+        while pos < end:
+            ok, wend, nfb, stop = _parse_line_fast(buf, pos, end, dim, out, r)
+            if ok:
+                line_end = stop
+                meta[r, M_STATUS] = LINE_OK
+                meta[r, M_WSTART] = pos
+                meta[r, M_WEND] = wend
+                meta[r, M_FALLBACK] = nfb
+                meta[r, M_BADUTF8] = 0 if utf8_valid(buf, pos, wend) else 1
+            else:
+                line_end = _find_newline(buf, stop, end)
+                _parse_line_careful(buf, pos, line_end, dim, out, meta, r)
+            meta[r, M_LSTART] = pos
+            meta[r, M_LEND] = line_end
+            pos = line_end + 1
+            r += 1
 
 
 @njit(**_JIT)
-def fallback_tokens(buf, starts, ends, dim, meta, lines, out_line, out_col, out_s, out_e):  # type: ignore[no-untyped-def]
-    """List the tokens of ``lines`` that ``parse_text_lines`` left for the exact slow path."""
+def fallback_tokens(buf, dim, meta, lines, out_line, out_col, out_s, out_e):  # type: ignore[no-untyped-def]
+    """List the tokens of ``lines`` that the parser left for the exact slow path."""
     k = 0
     for li in lines:
-        s = starts[li]
-        e = ends[li]
+        s = meta[li, M_LSTART]
+        e = meta[li, M_LEND]
         while e > s and _is_space(buf[e - 1]):
             e -= 1
         pos = e
@@ -436,11 +693,12 @@ BIN_WORD_TOO_LONG = 3
 
 
 @njit(**_JIT)
-def scan_binary(buf, pos, end, dim, max_records, max_word, wst, wen, vst):  # type: ignore[no-untyped-def]
+def scan_binary(buf, pos, end, dim, max_records, max_word, wst, wen, vst, badw):  # type: ignore[no-untyped-def]
     """Find up to ``max_records`` complete records ``word SP <dim float32>`` in ``buf``.
 
     Like gensim, newlines before a word are skipped (the C tool writes one after each
-    vector).  Returns ``(records, next_pos, status, status_pos)``.
+    vector).  ``badw[k]`` flags words that are not valid UTF-8 (checked only for words with
+    a non-ASCII byte).  Returns ``(records, next_pos, status, status_pos)``.
     """
     rec = dim * 4
     k = 0
@@ -452,7 +710,12 @@ def scan_binary(buf, pos, end, dim, max_records, max_word, wst, wen, vst):  # ty
             return k, pos, BIN_NEED_MORE, p
         q = p
         lim = min(end, p + max_word + 1)
-        while q < lim and buf[q] != 32:
+        high = 0
+        while q < lim:
+            c = buf[q]
+            if c == 32:
+                break
+            high |= c
             q += 1
         if q == lim:
             if lim - p > max_word:
@@ -465,6 +728,7 @@ def scan_binary(buf, pos, end, dim, max_records, max_word, wst, wen, vst):  # ty
         wst[k] = p
         wen[k] = q
         vst[k] = q + 1
+        badw[k] = 0 if high < 0x80 or utf8_valid(buf, p, q) else 1
         k += 1
         pos = q + 1 + rec
     return k, pos, BIN_DONE, pos
@@ -472,19 +736,12 @@ def scan_binary(buf, pos, end, dim, max_records, max_word, wst, wen, vst):  # ty
 
 @parallel_kernel
 def copy_binary_vectors(buf, vst, n, out, bad):  # type: ignore[no-untyped-def]
-    """Copy ``n`` little-endian float32 vectors starting at ``vst`` into ``out``'s rows.
-
-    ``bad[i]`` is set when row ``i`` holds a NaN or infinity; ``badutf8``-style checks of the
-    words are done by the caller through ``check_words_utf8``.
-    """
+    """Copy ``n`` little-endian float32 vectors starting at byte offsets ``vst`` into the rows
+    of ``out`` (C-contiguous); ``bad[i] = 1`` when row ``i`` holds a NaN or infinity."""
     dim = out.shape[1]
-    flat = out.reshape(-1).view(np.uint8)
     rb = dim * 4
     for i in prange(n):
-        src = vst[i]
-        dst = i * rb
-        for b in range(rb):
-            flat[dst + b] = buf[src + b]
+        _memcpy(out, i * rb, buf, vst[i], rb)
         ok = True
         for j in range(dim):
             if not np.isfinite(out[i, j]):
@@ -492,14 +749,11 @@ def copy_binary_vectors(buf, vst, n, out, bad):  # type: ignore[no-untyped-def]
         bad[i] = 0 if ok else 1
 
 
-@parallel_kernel
-def check_words_utf8(buf, wst, wen, n, bad):  # type: ignore[no-untyped-def]
-    for i in prange(n):
-        bad[i] = 0 if utf8_valid(buf, wst[i], wen[i]) else 1
-
-
 # ---------------------------------------------------------------------------------------------
 # Building the index while converting
+
+
+PREFETCH_AHEAD = 16
 
 
 @njit(**_JIT)
@@ -508,14 +762,24 @@ def insert_words(src, wst, wen, cand, table, words, offsets, n_rows, n_bytes, ke
 
     A word already present is a duplicate: ``keep[i] = 0`` and the first occurrence wins, as
     in gensim.  The caller guarantees room in ``table`` (load <= 0.5 after the batch),
-    ``words`` and ``offsets``.  Returns the new ``(n_rows, n_bytes, duplicates)``.
+    ``words`` and ``offsets``.  Hashes are computed first so that the index slot of the word
+    ``PREFETCH_AHEAD`` places ahead can be prefetched: the table is larger than the caches
+    and each probe would otherwise wait for memory.  Returns ``(n_rows, n_bytes, dups)``.
     """
     mask = np.uint64(table.shape[0] - 1)
+    nc = cand.size
+    hashes = np.empty(nc, dtype=np.uint64)
+    for t in range(nc):
+        i = cand[t]
+        hashes[t] = word_hash(src, wst[i], wen[i])
     dups = 0
-    for i in cand:
+    for t in range(nc):
+        if t + PREFETCH_AHEAD < nc:
+            _prefetch(table, np.int64((hashes[t + PREFETCH_AHEAD] & mask) * np.uint64(2)))
+        i = cand[t]
         s = wst[i]
         e = wen[i]
-        h = word_hash(src, s, e)
+        h = hashes[t]
         slot = h & mask
         fp = np.uint32(h >> U32)
         while True:
@@ -523,8 +787,7 @@ def insert_words(src, wst, wen, cand, table, words, offsets, n_rows, n_bytes, ke
             if r1 == 0:
                 table[slot, 0] = fp
                 table[slot, 1] = np.uint32(n_rows + 1)
-                for k in range(e - s):
-                    words[n_bytes + k] = src[s + k]
+                _memcpy(words, n_bytes, src, s, e - s)
                 n_bytes += e - s
                 n_rows += 1
                 offsets[n_rows] = n_bytes
@@ -561,34 +824,25 @@ def gather_rows(src, rows, out):  # type: ignore[no-untyped-def]
 
 
 @parallel_kernel
-def block_moments(x, n, block, partial_sum):  # type: ignore[no-untyped-def]
-    """Per-block column sums of the first ``n`` rows of ``x`` in float64."""
-    nb = partial_sum.shape[0]
+def block_moments(x, n, block, shift, sums, sqs):  # type: ignore[no-untyped-def]
+    """Per-block column sums of ``x - shift`` and of its squares, in float64, one pass.
+
+    Shifting by a row of the data keeps the sum-of-squares formula numerically sound for
+    float32 inputs.
+    """
+    nb = sums.shape[0]
     dim = x.shape[1]
     for b in prange(nb):
         lo = b * block
         hi = min(n, lo + block)
         for j in range(dim):
-            partial_sum[b, j] = 0.0
+            sums[b, j] = 0.0
+            sqs[b, j] = 0.0
         for i in range(lo, hi):
             for j in range(dim):
-                partial_sum[b, j] += x[i, j]
-
-
-@parallel_kernel
-def block_sq_dev(x, n, block, mean, partial):  # type: ignore[no-untyped-def]
-    """Per-block column sums of squared deviations from ``mean``."""
-    nb = partial.shape[0]
-    dim = x.shape[1]
-    for b in prange(nb):
-        lo = b * block
-        hi = min(n, lo + block)
-        for j in range(dim):
-            partial[b, j] = 0.0
-        for i in range(lo, hi):
-            for j in range(dim):
-                d = x[i, j] - mean[j]
-                partial[b, j] += d * d
+                d = np.float64(x[i, j]) - shift[j]
+                sums[b, j] += d
+                sqs[b, j] += d * d
 
 
 # ---------------------------------------------------------------------------------------------

@@ -159,18 +159,21 @@ class Prefetcher:
     """Reads a :class:`Source` in fixed-size blocks on a background thread.
 
     Decompression and ``read`` release the GIL, so reading the next block overlaps with
-    parsing the current one.  At most ``depth`` blocks are in memory at once.
+    parsing the current one.  Each buffer keeps ``head`` free bytes before the block so the
+    consumer can place the unfinished end of the previous block there and see one contiguous
+    window without copying the block.  At most ``depth`` buffers exist at once.
     """
 
     _EOF = object()
 
-    def __init__(self, source: Source, block_size: int, depth: int = 2) -> None:
+    def __init__(self, source: Source, block_size: int, head: int, depth: int = 3) -> None:
         self.source = source
         self.block_size = block_size
+        self.head = head
         self._free: queue.Queue[np.ndarray] = queue.Queue()
         self._full: queue.Queue[object] = queue.Queue()
         for _ in range(depth):
-            self._free.put(np.empty(block_size, dtype=np.uint8))
+            self._free.put(np.empty(head + block_size, dtype=np.uint8))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embstore-reader", daemon=True)
         self._thread.start()
@@ -182,7 +185,7 @@ class Prefetcher:
                 if self._stop.is_set():
                     break
                 n = 0
-                view = memoryview(buf)
+                view = memoryview(buf)[self.head:]
                 while n < self.block_size:
                     got = self.source.readinto(view[n:])
                     if got == 0:
@@ -196,7 +199,8 @@ class Prefetcher:
             self._full.put(exc)
 
     def next(self) -> tuple[np.ndarray, int] | None:
-        """The next ``(buffer, length)``, or None at end of input; re-raises reader errors."""
+        """The next ``(buffer, length)`` (data at ``buffer[head:head+length]``), or None at
+        the end of input; re-raises reader errors."""
         item = self._full.get()
         if item is self._EOF:
             self._full.put(item)
@@ -213,3 +217,60 @@ class Prefetcher:
         self._stop.set()
         self._free.put(np.empty(0, dtype=np.uint8))
         self._thread.join(timeout=5)
+
+
+class Stream:
+    """The input as a sliding window ``buf[start:end]`` over prefetched blocks.
+
+    ``advance(consumed)`` keeps the unconsumed bytes ``buf[consumed:end]`` and appends the
+    next block after them.  ``base`` is the stream offset of ``buf[start]``, so byte offsets
+    in messages are offsets in the (decompressed) file.
+    """
+
+    def __init__(self, source: Source, block_size: int, max_carry: int) -> None:
+        self.reader = Prefetcher(source, block_size, max_carry)
+        self.block_size = block_size
+        self.max_carry = max_carry
+        self.buf = np.empty(0, dtype=np.uint8)
+        self.words = self.buf.view(np.uint64)
+        self.start = self.end = max_carry
+        self.base = 0
+        self.eof = False
+        self.bytes_read = 0
+        self._load(0)
+
+    def _load(self, tail: int) -> bool:
+        nxt = self.reader.next()
+        if nxt is None:
+            self.eof = True
+            return False
+        buf, got = nxt
+        head = self.max_carry
+        if tail:
+            buf[head - tail:head] = self.buf[self.end - tail:self.end]
+        if self.buf.size:
+            self.reader.release(self.buf)
+        self.buf = buf
+        self.words = buf.view(np.uint64)
+        self.start = head - tail
+        self.end = head + got
+        self.eof = got < self.block_size
+        self.bytes_read += got
+        return True
+
+    def advance(self, consumed: int) -> bool:
+        """Drop ``buf[start:consumed]``; False if there was no more input to add."""
+        tail = self.end - consumed
+        if tail > self.max_carry:
+            raise ValueError("carry larger than the window head")
+        self.base += consumed - self.start
+        if self.eof:
+            self.start = consumed
+            return False
+        if not self._load(tail):
+            self.start = consumed
+            return False
+        return True
+
+    def close(self) -> None:
+        self.reader.close()

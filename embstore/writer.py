@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import queue
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,7 @@ class _BlockHasher:
     """XXH64 of consecutive 1 MiB blocks of everything written after the header."""
 
     def __init__(self) -> None:
+        self.serial = False  # True while driven from the writer thread
         self.block = 1 << fmt.BLOCK_LOG2
         self.digests: list[np.ndarray] = []
         self.carry = np.empty(self.block, dtype=np.uint8)
@@ -80,7 +83,10 @@ class _BlockHasher:
         from . import kernels
 
         out = np.empty(data.size // self.block, dtype=np.uint64)
-        kernels.xxh64_blocks(data, self.block, out)
+        if self.serial:
+            kernels.xxh64_blocks.serial(data, self.block, out)
+        else:
+            kernels.xxh64_blocks(data, self.block, out)
         self.digests.append(out)
 
     def update(self, data: np.ndarray) -> None:
@@ -124,7 +130,7 @@ class StoreWriter:
     """
 
     def __init__(self, dst: str | os.PathLike[str], dim: int, *, force: bool = False,
-                 fsync: bool = True) -> None:
+                 fsync: bool = False) -> None:
         self.dst = Path(dst)
         self.dim = int(dim)
         self.force = force
@@ -143,10 +149,19 @@ class StoreWriter:
         self._fd = self._open_temporary(parent)
         self._pos = fmt.HEADER_LENGTH
         self._hasher = _BlockHasher()
-        self.n_rows = 0
+        self.n_rows = 0  # rows accepted (queued or written)
+        self._rows_written = 0
         self._mean = np.zeros(self.dim, dtype=np.float64)
         self._m2 = np.zeros(self.dim, dtype=np.float64)
         self._closed = False
+        # Background writing: the converter fills pooled buffers and submits them; a thread
+        # updates the statistics, hashes and writes them while the next batch is parsed.
+        self._pool: queue.Queue[np.ndarray] = queue.Queue()
+        self._pool_rows = 0
+        self._pool_made = 0
+        self._jobs: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     # -- temporary file ---------------------------------------------------------------------
 
@@ -160,8 +175,8 @@ class StoreWriter:
                     raise
         name = f".{self.dst.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
         self._named_tmp = parent / name
-        fd = os.open(self._named_tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        return fd
+        return os.open(self._named_tmp,
+                       os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
 
     def _write(self, data: np.ndarray) -> None:
         view = memoryview(data).cast("B")
@@ -179,47 +194,118 @@ class StoreWriter:
         if pad:
             self._write(np.zeros(pad, dtype=np.uint8))
 
-    # -- content ----------------------------------------------------------------------------
+    # -- vectors ----------------------------------------------------------------------------
 
     def write_vectors(self, rows: np.ndarray) -> None:
-        """Append ``rows`` (k x dim, float32, finite) to the vector section."""
+        """Append ``rows`` (k x dim, float32, finite) to the vector section, synchronously."""
         if rows.ndim != 2 or rows.shape[1] != self.dim or rows.dtype != np.float32:
             raise ValueError(f"expected a (k, {self.dim}) float32 array, got {rows.dtype} {rows.shape}")
+        self._drain()
         k = rows.shape[0]
-        if k == 0:
-            return
+        self._check_room(k)
+        self.n_rows += k
+        self._append_rows(np.ascontiguousarray(rows), serial=False)
+
+    def buffer(self, rows: int) -> np.ndarray:
+        """A ``(rows, dim)`` float32 buffer to fill and pass to :meth:`submit`."""
+        self._raise_pending()
+        if rows != self._pool_rows:
+            self._drain()
+            self._pool = queue.Queue()
+            self._pool_rows = rows
+            self._pool_made = 0
+        if self._pool.empty() and self._pool_made < 3:
+            self._pool_made += 1
+            return np.empty((rows, self.dim), dtype=np.float32)
+        while True:
+            try:
+                return self._pool.get(timeout=0.5)
+            except queue.Empty:
+                self._raise_pending()
+
+    def submit(self, buf: np.ndarray, k: int) -> None:
+        """Queue the first ``k`` rows of a :meth:`buffer` for writing; the buffer returns to
+        the pool once written."""
+        self._raise_pending()
+        self._check_room(k)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="embstore-writer",
+                                            daemon=True)
+            self._hasher.serial = True
+            self._thread.start()
+        self.n_rows += k
+        self._jobs.put((buf, k))
+
+    def _check_room(self, k: int) -> None:
         if self.n_rows + k > fmt.MAX_ROWS:
             raise ValueError(f"a store holds at most {fmt.MAX_ROWS} rows")
-        rows = np.ascontiguousarray(rows)
-        self._write(rows.reshape(-1).view(np.uint8))
-        self._update_moments(rows)
-        self.n_rows += k
 
-    def _update_moments(self, rows: np.ndarray) -> None:
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            buf, k = job
+            try:
+                if self._error is None and k:
+                    self._append_rows(buf[:k], serial=True)
+            except BaseException as exc:  # re-raised in the submitting thread
+                self._error = exc
+            finally:
+                self._pool.put(buf)
+
+    def _drain(self) -> None:
+        """Wait for queued rows to be written; re-raise a failure from the writer thread."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+            self._hasher.serial = False
+        self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def _append_rows(self, rows: np.ndarray, *, serial: bool) -> None:
+        if rows.shape[0] == 0:
+            return
+        self._update_moments(rows, serial)
+        self._write(rows.reshape(-1).view(np.uint8))
+        self._rows_written += rows.shape[0]
+
+    def _update_moments(self, rows: np.ndarray, serial: bool) -> None:
         """Chan et al.'s pairwise update of per-dimension mean and sum of squared deviations."""
         from . import kernels
 
         k = rows.shape[0]
         block = 256
         nb = (k + block - 1) // block
-        partial = np.empty((nb, self.dim), dtype=np.float64)
-        kernels.block_moments(rows, k, block, partial)
-        mean_b = partial.sum(axis=0) / k
-        kernels.block_sq_dev(rows, k, block, mean_b, partial)
-        m2_b = partial.sum(axis=0)
-        n_a = self.n_rows
+        sums = np.empty((nb, self.dim), dtype=np.float64)
+        sqs = np.empty((nb, self.dim), dtype=np.float64)
+        shift = rows[0].astype(np.float64)
+        moments = kernels.block_moments.serial if serial else kernels.block_moments
+        moments(rows, k, block, shift, sums, sqs)
+        s1 = sums.sum(axis=0)
+        mean_b = shift + s1 / k
+        m2_b = np.maximum(sqs.sum(axis=0) - s1 * s1 / k, 0.0)
+        n_a = self._rows_written
         n = n_a + k
         delta = mean_b - self._mean
         self._mean += delta * (k / n)
         self._m2 += m2_b + delta * delta * (n_a * k / n)
+
+    # -- the rest of the file -----------------------------------------------------------------
 
     def finish(self, words: np.ndarray, offsets: np.ndarray, index: np.ndarray,
                metadata: dict[str, Any]) -> int:
         """Write the remaining sections and the header, then publish; returns the file size.
 
         ``words``/``offsets`` hold the UTF-8 vocabulary in row order and ``index`` the
-        ``(slots, 2)`` uint32 table built with :func:`embstore.kernels.build_index` rules.
+        ``(slots, 2)`` uint32 table built by the rules of ``docs/FORMAT.md``.
         """
+        self._drain()
         n = self.n_rows
         if n == 0:
             raise ValueError("a store needs at least one row")
@@ -247,11 +333,14 @@ class StoreWriter:
         digests = self._hasher.finish().astype("<u8")
         lengths = fmt.section_lengths(n, self.dim, words.size, index.shape[0], len(meta_bytes))
         sections = fmt.layout(lengths)
-        assert sections[fmt.Section.CHECKSUMS].offset == checksums_at
-        assert sections[fmt.Section.CHECKSUMS].length == digests.size * 8
+        if (sections[fmt.Section.CHECKSUMS].offset != checksums_at
+                or sections[fmt.Section.CHECKSUMS].length != digests.size * 8):
+            raise AssertionError("store layout and written bytes disagree")
         try:
             view = memoryview(digests).cast("B")
-            os.pwrite(self._fd, view, checksums_at)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], checksums_at + done)
             file_length = checksums_at + len(view)
             header = fmt.Header(fmt.VERSION_MAJOR, fmt.VERSION_MINOR, file_length, n, self.dim,
                                 index.shape[0], fmt.BLOCK_LOG2, sections)
@@ -304,9 +393,14 @@ class StoreWriter:
             _fsync_directory(parent)
 
     def close(self) -> None:
+        """Stop the writer thread and drop the temporary file (if not yet published)."""
         if self._closed:
             return
         self._closed = True
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
         os.close(self._fd)
         if self._named_tmp is not None:
             try:
