@@ -35,21 +35,21 @@ if TYPE_CHECKING:
     from .verifier import VerifyReport
 
 __all__ = [
-    "__version__",
-    "open",
-    "convert",
-    "verify",
-    "EmbeddingStore",
-    "WordList",
+    "ConversionError",
     "ConversionReport",
-    "MatrixResult",
-    "VerifyReport",
+    "EmbeddingStore",
     "EmbstoreError",
     "FormatError",
-    "ConversionError",
+    "MatrixResult",
     "StoreExistsError",
     "StoreWriteError",
+    "VerifyReport",
     "VocabularyError",
+    "WordList",
+    "__version__",
+    "convert",
+    "open",
+    "verify",
 ]
 
 

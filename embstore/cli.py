@@ -7,6 +7,7 @@ line on stderr, without a traceback, and exit with status 1 (2 for usage errors)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -157,10 +158,8 @@ def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **opt
         result.matrix = np.load(tmp, mmap_mode="r")
         os.replace(tmp, out_path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return result
 

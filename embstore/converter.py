@@ -497,8 +497,8 @@ class _Conversion:
         e_a = np.empty(total, dtype=np.int64)
         got = kernels.fallback_tokens(work, self.dim, meta, lines, li_a, col_a, s_a, e_a)
         assert got == total
-        mv = memoryview(work)
-        values = np.array([float(bytes(mv[s:e])) for s, e in zip(s_a.tolist(), e_a.tolist())],
+        mv = work.data
+        values = np.array([float(bytes(mv[s:e])) for s, e in zip(s_a.tolist(), e_a.tolist(), strict=True)],
                           dtype=np.float64)
         with np.errstate(over="ignore"):
             as32 = values.astype(np.float32)
@@ -685,14 +685,14 @@ class _Conversion:
                 s_arr = np.zeros(k, dtype=np.int64)
                 e_arr = np.zeros(k, dtype=np.int64)
                 p = 0
-                for i in range(k):
-                    raw = work[wst[i]:wen[i]].tobytes()
-                    if badw[i]:
+                for r in range(k):  # rare path: only batches with invalid UTF-8 words
+                    raw = work[wst[r]:wen[r]].tobytes()
+                    if badw[r]:
                         raw = self.repair(raw).lstrip(b"\n")
                     pieces.append(raw)
-                    s_arr[i] = p
+                    s_arr[r] = p
                     p += len(raw)
-                    e_arr[i] = p
+                    e_arr[r] = p
                 src = np.frombuffer(b"".join(pieces), dtype=np.uint8)
         cand = np.flatnonzero(good)
         keep[:k] = 0

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "ConversionError",
     "EmbstoreError",
     "FormatError",
-    "ConversionError",
     "StoreExistsError",
-    "VocabularyError",
     "StoreWriteError",
+    "VocabularyError",
 ]
 
 

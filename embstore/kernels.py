@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import threading
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from llvmlite import ir

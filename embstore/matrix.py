@@ -24,7 +24,7 @@ from .vocab import VocabLike, normalize
 if TYPE_CHECKING:
     from .store import EmbeddingStore
 
-__all__ = ["MatrixResult", "build_matrix", "FALLBACKS", "OOV_MODES", "VocabLike"]
+__all__ = ["FALLBACKS", "OOV_MODES", "MatrixResult", "VocabLike", "build_matrix"]
 
 OOV_MODES = ("zeros", "mean", "random")
 

@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 import zipfile
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -72,8 +72,11 @@ class Source:
             raw.close()
             raise
 
-    def _open_layer(self, raw: BinaryIO) -> BinaryIO:
-        counted = io.BufferedReader(self._counter, buffer_size=1 << 20)
+    def _open_layer(self, raw: BinaryIO) -> io.BufferedIOBase | IO[bytes]:
+        if self.compression != "zip":
+            # Not made for zip, which reads ``raw`` itself: an unused reader over the counter
+            # would close ``raw`` when garbage-collected.
+            counted = io.BufferedReader(self._counter, buffer_size=1 << 20)
         if self.compression is None:
             return counted
         if self.compression == "gzip":
@@ -99,8 +102,7 @@ class Source:
         self.member = members[0].filename
         # Progress for zip follows the compressed bytes of the member.
         self.size = members[0].compress_size or self.size
-        stream = archive.open(members[0])
-        return stream  # type: ignore[return-value]
+        return archive.open(members[0])
 
     @property
     def consumed(self) -> int:
@@ -112,7 +114,7 @@ class Source:
 
     def readinto(self, buf: memoryview) -> int:
         try:
-            return self._stream.readinto(buf) or 0  # type: ignore[attr-defined]
+            return self._stream.readinto(buf) or 0  # type: ignore[union-attr]
         except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
@@ -185,7 +187,7 @@ class Prefetcher:
                 if self._stop.is_set():
                     break
                 n = 0
-                view = memoryview(buf)[self.head:]
+                view = buf.data[self.head:]
                 while n < self.block_size:
                     got = self.source.readinto(view[n:])
                     if got == 0:

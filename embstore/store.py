@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .matrix import MatrixResult, VocabLike
 
 
-def open(path: str | os.PathLike[str]) -> EmbeddingStore:  # noqa: A001 - mirrors builtins.open
+def open(path: str | os.PathLike[str]) -> EmbeddingStore:
     """Open a store read-only.  Raises ``FileNotFoundError`` or :class:`FormatError`."""
     return EmbeddingStore(path)
 

@@ -131,7 +131,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     if not (np.isfinite(store.mean).all() and np.isfinite(store.std).all()):
         problem("statistics section holds non-finite values")
     try:
-        store.metadata
+        _ = store.metadata
     except FormatError as exc:
         problem(exc.reason)
     report = VerifyReport(p, not problems, problems, h.n_rows, h.dim, n_blocks,

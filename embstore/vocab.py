@@ -64,7 +64,7 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
         rows = min(rows, num_words)
     inside = positions < rows
     if not inside.all():
-        words = [w for w, ok in zip(words, inside.tolist()) if ok]
+        words = [w for w, ok in zip(words, inside.tolist(), strict=True) if ok]
         positions = positions[inside]
     return Vocabulary(rows, words, positions, np.empty(0, dtype=np.int64), "word_index")
 
@@ -81,11 +81,11 @@ def from_tokens(tokens: Iterable[Any], num_words: int | None) -> Vocabulary:
     if not toks:
         raise VocabularyError("the vocabulary is empty")
     positions = np.arange(len(toks), dtype=np.int64)
-    special = np.fromiter((t == PADDING_TOKEN or t == OOV_TOKEN for t in toks), dtype=bool,
+    special = np.fromiter((t in (PADDING_TOKEN, OOV_TOKEN) for t in toks), dtype=bool,
                           count=len(toks))
     oov_rows = np.fromiter((i for i, t in enumerate(toks) if t == OOV_TOKEN), dtype=np.int64)
     if special.any():
-        words = [t for t, s in zip(toks, special.tolist()) if not s]
+        words = [t for t, s in zip(toks, special.tolist(), strict=True) if not s]
         positions = positions[~special]
     else:
         words = toks

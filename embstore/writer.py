@@ -10,6 +10,7 @@ point leaves no file at the destination that looks like a store.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -49,10 +50,8 @@ def remove_stale_temporaries(dst: Path) -> None:
             continue
         pid_text = name[len(prefix):].split("-", 1)[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(dst.parent / name)
-            except OSError:
-                pass
 
 
 def _fsync_directory(path: Path) -> None:
@@ -179,7 +178,7 @@ class StoreWriter:
                        os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
 
     def _write(self, data: np.ndarray) -> None:
-        view = memoryview(data).cast("B")
+        view = data.data.cast("B")
         try:
             done = 0
             while done < len(view):
@@ -337,7 +336,7 @@ class StoreWriter:
                 or sections[fmt.Section.CHECKSUMS].length != digests.size * 8):
             raise AssertionError("store layout and written bytes disagree")
         try:
-            view = memoryview(digests).cast("B")
+            view = digests.data.cast("B")
             done = 0
             while done < len(view):
                 done += os.pwrite(self._fd, view[done:], checksums_at + done)
@@ -403,10 +402,8 @@ class StoreWriter:
             self._thread = None
         os.close(self._fd)
         if self._named_tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._named_tmp)
-            except OSError:
-                pass
             self._named_tmp = None
 
     def __enter__(self) -> StoreWriter:
