@@ -148,12 +148,15 @@ def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **opt
     from .vocab import normalize
 
     out_path = Path(out_path)
-    rows = normalize(vocab, options.get("num_words")).rows
+    vocabulary = normalize(vocab, options.pop("num_words", None))
     tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, store.dim))
-        result = store.build_matrix(vocab, out=mm, **options)
-        mm.flush()
+        # Built straight into the file's mapping: no second copy of the matrix in memory.
+        # No msync: like np.save, the page cache writes it back (an msync would wait for
+        # the disk); the rename below makes it appear complete or not at all.
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                       shape=(vocabulary.rows, store.dim))
+        result = store.build_matrix(vocabulary, out=mm, **options)
         del mm
         result.matrix = np.load(tmp, mmap_mode="r")
         os.replace(tmp, out_path)

@@ -42,7 +42,9 @@ ROW_BATCH_BYTES = 8 << 20  # float32 output per kernel batch
 MAX_EXAMPLES = 10
 
 _HEADER_RE = re.compile(rb"^[ \t]*(\d+)[ \t]+(\d+)[ \t\r]*$")
-_NUMBER_RE = re.compile(rb"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+# ``\d+(?:\.\d*)?`` rather than ``\d+\.?\d*``: the same language without quadratic
+# backtracking on a long run of digits followed by a non-digit (a hostile first line).
+_NUMBER_RE = re.compile(rb"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _BOM = b"\xef\xbb\xbf"
 
 FORMAT_NAMES = {
@@ -88,7 +90,8 @@ class ConversionReport:
         if self.compression:
             kind += f", {self.compression}"
         text = (
-            f"Converted {self.rows:,} words x {self.dim} ({kind}) from {self.source} "
+            f"Converted {self.rows:,} word{'' if self.rows == 1 else 's'} x {self.dim} ({kind}) "
+            f"from {self.source} "
             f"to {self.destination} in {self.seconds:.2f} s ({self.mb_per_s:,.0f} MB/s)"
         )
         extras = []
@@ -289,7 +292,12 @@ class _Conversion:
                 hint="for a file without a header use --format glove",
             )
         if m is not None and opt != "glove":
-            count, dim = int(m.group(1)), int(m.group(2))
+            count_raw, dim_raw = (g.lstrip(b"0") or b"0" for g in m.groups())
+            if len(count_raw) > 20 or len(dim_raw) > 20:
+                # int() refuses more than 4300 digits; no real count comes near 20.
+                raise self.error("header declares an implausible size (a number with more "
+                                 "than 20 digits)", line=1)
+            count, dim = int(count_raw), int(dim_raw)
             if not 1 <= dim <= fmt.MAX_DIM:
                 raise self.error(f"header declares dimension {dim}; expected 1..{fmt.MAX_DIM}",
                                  line=1)
@@ -299,9 +307,13 @@ class _Conversion:
             self.dim = dim
             if opt == "auto":
                 rest = data[nl + 1:] if nl >= 0 else b""
-                nl2 = rest.find(b"\n")
-                second = rest if nl2 < 0 else rest[:nl2]
-                self.kind = "text" if _looks_like_text(second, dim) else "binary"
+                body = rest.lstrip(b" \t\r\n")  # blank lines may follow a text header
+                nl2 = body.find(b"\n")
+                second = body if nl2 < 0 else body[:nl2]
+                # A text file whose first row is bad must be reported as a bad line, not
+                # parsed as a broken binary file: binary needs raw float bytes to show.
+                text = _looks_like_text(second, dim) or not _looks_like_binary(body, whole)
+                self.kind = "text" if text else "binary"
                 if not rest.strip():
                     self.kind = "text"
             else:
@@ -315,6 +327,9 @@ class _Conversion:
                 first = raw_line
                 break
             line_no += 1
+        else:
+            raise self.error("not a word-vector file: found only blank lines"
+                             + ("" if whole else " in the first MiB"))
         line = first.rstrip(b" \t\r\n\x0b\x0c")
         fields = line.split()
         dim = 0
@@ -324,6 +339,9 @@ class _Conversion:
             dim += 1
         if dim == len(fields) and dim:
             dim -= 1  # the first field is the word even if it looks numeric
+        if dim > fmt.MAX_DIM:
+            raise self.error(f"line has {dim} values; expected at most {fmt.MAX_DIM}",
+                             line=line_no)
         if dim == 0:
             raise self.error(
                 "not a word-vector file: expected a header 'count dim' or a line "
@@ -429,6 +447,8 @@ class _Conversion:
                 hint=f"fix the header, or pass --limit {self.declared} to convert only "
                      "the declared rows",
             )
+        # Blank lines after the declared rows are skipped like any others: count them.
+        self.blank += chunk.count(b"\n") + (1 if chunk and not chunk.endswith(b"\n") else 0)
 
     def _text_batch(self, work: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                     first_row: np.ndarray, k: int, first_line: int, meta: np.ndarray,
@@ -587,7 +607,8 @@ class _Conversion:
         badw = np.empty(batch_rows, dtype=np.uint8)
         keep = np.zeros(batch_rows, dtype=np.uint8)
         window = stream.buf[stream.start:stream.end]
-        head_end = window[:4096].tobytes().find(b"\n")
+        # The same window _detect matched the header in (it may be padded with blanks).
+        head_end = window[: 1 << 20].tobytes().find(b"\n")
         pos = stream.start + head_end + 1
         target = self.target
         assert target is not None
@@ -702,6 +723,22 @@ class _Conversion:
         if kept.size != k and kept.size:
             kernels.gather_rows.serial(o, kept, o)  # in place: kept[i] >= i
         writer.submit(out, kept.size)
+
+
+_CONTROL_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _looks_like_binary(data: bytes, whole: bool) -> bool:
+    """Raw float32 records show control bytes or invalid UTF-8 within the first 64 KiB."""
+    sample = data[: 1 << 16]
+    if _CONTROL_RE.search(sample):
+        return True
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        cut = len(sample) < len(data) or not whole
+        return not (cut and exc.reason == "unexpected end of data")
+    return False
 
 
 def _looks_like_text(line: bytes, dim: int) -> bool:

@@ -950,10 +950,14 @@ LOOKUP_CORRUPT = 1
 @njit(inline="always", **_JIT)
 def _probe(qbuf, s, e, table, woff, wbytes, n_rows):  # type: ignore[no-untyped-def]
     """Row of ``qbuf[s:e]`` or -1; -2 if the store's index or offsets are inconsistent."""
+    return _probe_hashed(qbuf, s, e, word_hash(qbuf, s, e), table, woff, wbytes, n_rows)
+
+
+@njit(inline="always", **_JIT)
+def _probe_hashed(qbuf, s, e, h, table, woff, wbytes, n_rows):  # type: ignore[no-untyped-def]
     n_slots = table.shape[0]
     mask = np.uint64(n_slots - 1)
     nb = np.uint64(wbytes.size)
-    h = word_hash(qbuf, s, e)
     slot = h & mask
     fp = np.uint32(h >> U32)
     for _ in range(n_slots):
@@ -974,16 +978,50 @@ def _probe(qbuf, s, e, table, woff, wbytes, n_rows):  # type: ignore[no-untyped-
     return -1
 
 
+LOOKUP_CHUNK = 4096
+
+
 @parallel_kernel
 def lookup_words(qbuf, qoff, table, woff, wbytes, n_rows, out):  # type: ignore[no-untyped-def]
-    """Row id of every query word (``-1`` if absent); returns the number of corrupt probes."""
+    """Row id of every query word (``-1`` if absent); returns the number of corrupt probes.
+
+    A lookup in a large store is three dependent cache misses: the index slot, the word's
+    offsets, the word's bytes.  Queries are processed in chunks -- hash the chunk, then probe
+    it as a software pipeline that prefetches the slot of the query 24 places ahead, the
+    offsets of the one 16 ahead (its slot is cached by then) and the bytes of the one 8
+    ahead -- so the misses of many queries overlap instead of being paid one after another.
+    Prefetches only read what the bound checks allow.
+    """
+    nq = qoff.size - 1
+    nchunks = (nq + LOOKUP_CHUNK - 1) // LOOKUP_CHUNK
+    mask = np.uint64(table.shape[0] - 1)
+    nb = np.uint64(wbytes.size)
     corrupt = 0
-    for i in prange(qoff.size - 1):
-        r = _probe(qbuf, qoff[i], qoff[i + 1], table, woff, wbytes, n_rows)
-        if r == -2:
-            corrupt += 1
-            r = -1
-        out[i] = r
+    for c in prange(nchunks):
+        lo = c * LOOKUP_CHUNK
+        hi = min(nq, lo + LOOKUP_CHUNK)
+        hashes = np.empty(hi - lo, dtype=np.uint64)
+        for i in range(lo, hi):
+            hashes[i - lo] = word_hash(qbuf, qoff[i], qoff[i + 1])
+        for i in range(lo, hi):
+            if i + 24 < hi:
+                _prefetch(table, np.int64((hashes[i + 24 - lo] & mask) * np.uint64(2)))
+            if i + 16 < hi:
+                r1 = np.int64(table[hashes[i + 16 - lo] & mask, 1])
+                if 0 < r1 <= n_rows:
+                    _prefetch(woff, r1 - 1)
+            if i + 8 < hi:
+                r1 = np.int64(table[hashes[i + 8 - lo] & mask, 1])
+                if 0 < r1 <= n_rows:
+                    a = woff[r1 - 1]
+                    if a < nb:
+                        _prefetch(wbytes, np.int64(a))
+            r = _probe_hashed(qbuf, qoff[i], qoff[i + 1], hashes[i - lo], table, woff, wbytes,
+                              n_rows)
+            if r == -2:
+                corrupt += 1
+                r = -1
+            out[i] = r
     return corrupt
 
 

@@ -158,6 +158,18 @@ class EmbeddingStore:
             slot = (slot + 1) & mask
         return -1
 
+    def _release_vocabulary_pages(self, threshold: int = 16 << 20) -> None:
+        """Unmap (``MADV_DONTNEED``) the resident pages of the vocabulary sections when they
+        are large; later accesses fault them back from the page cache."""
+        if self._map is None:
+            return
+        sec = self.header.sections
+        kinds = (fmt.Section.WORD_OFFSETS, fmt.Section.WORD_BYTES, fmt.Section.INDEX)
+        start = sec[kinds[0]].offset
+        end = fmt.align(sec[kinds[-1]].end)
+        if end - start >= threshold:
+            self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+
     # -- batch path -----------------------------------------------------------------------------
 
     def lookup(self, words: Sequence[str] | np.ndarray | Any) -> np.ndarray:

@@ -35,6 +35,7 @@ class Vocabulary:
     positions: np.ndarray  # int64 row of each word
     oov_rows: np.ndarray  # rows that always get the OOV fill ('[UNK]')
     kind: str  # "word_index" or "tokens"
+    unique: bool = True  # no two words share a row
 
 
 def _check_num_words(num_words: int | None) -> None:
@@ -47,15 +48,20 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
     """Tokenizer semantics: rows = min(num_words, max index + 1); larger ids are skipped."""
     _check_num_words(num_words)
     words = list(word_index.keys())
+    values = list(word_index.values())
+    if not all(type(v) is int for v in values):  # the common case is checked in one pass
+        for k, v in zip(words, values, strict=True):
+            if not _is_int(v):
+                raise VocabularyError(
+                    f"word_index values must be ints; {k!r} maps to {v!r}")
+        values = [int(v) for v in values]
     try:
-        positions = np.fromiter(
-            (operator_index(v) for v in word_index.values()), dtype=np.int64, count=len(words))
-    except (TypeError, OverflowError):
-        bad = next((k, v) for k, v in word_index.items() if not _is_int(v))
-        raise VocabularyError(f"word_index values must be ints; {bad[0]!r} maps to {bad[1]!r}") from None
-    for w in words:
-        if not isinstance(w, str):
-            raise VocabularyError(f"word_index keys must be str, found {w!r}")
+        positions = np.array(values, dtype=np.int64)
+    except OverflowError:
+        raise VocabularyError("word_index has an index too large for int64") from None
+    if not all(type(w) is str for w in words):
+        bad = next(w for w in words if not isinstance(w, str))
+        raise VocabularyError(f"word_index keys must be str, found {bad!r}")
     if positions.size and positions.min() < 0:
         k = int(np.argmin(positions))
         raise VocabularyError(f"word_index has a negative index: {words[k]!r} -> {positions[k]}")
@@ -66,7 +72,8 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
     if not inside.all():
         words = [w for w, ok in zip(words, inside.tolist(), strict=True) if ok]
         positions = positions[inside]
-    return Vocabulary(rows, words, positions, np.empty(0, dtype=np.int64), "word_index")
+    unique = bool(positions.size == 0 or np.bincount(positions, minlength=rows).max() <= 1)
+    return Vocabulary(rows, words, positions, np.empty(0, dtype=np.int64), "word_index", unique)
 
 
 def from_tokens(tokens: Iterable[Any], num_words: int | None) -> Vocabulary:
@@ -119,6 +126,9 @@ def from_file(path: str | os.PathLike[str], num_words: int | None) -> Vocabulary
 
 
 def normalize(vocab: VocabLike, num_words: int | None) -> Vocabulary:
+    """Any supported vocabulary form as a :class:`Vocabulary` (returned as is if it is one)."""
+    if isinstance(vocab, Vocabulary):
+        return vocab
     if isinstance(vocab, Mapping):
         return from_word_index(vocab, num_words)
     if isinstance(vocab, (str, os.PathLike)):
@@ -137,9 +147,3 @@ def normalize(vocab: VocabLike, num_words: int | None) -> Vocabulary:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def operator_index(v: Any) -> int:
-    if not _is_int(v):
-        raise TypeError
-    return int(v)
