@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EmbstoreError
@@ -85,6 +85,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     meta = d["metadata"]
     src = meta.get("source", {})
+    if not isinstance(src, dict):  # metadata is the store's to define; never trust its shape
+        src = {}
     secs = d["sections"]
     vocab_bytes = secs["word_offsets"]["bytes"] + secs["word_bytes"]["bytes"]
     lines = [
@@ -139,6 +141,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_ERROR
 
 
+def _check_output_path(path: Path) -> None:
+    """Fail before the (possibly long) build, naming the user's path rather than a temporary."""
+    import errno
+
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, expected a file name", str(path))
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "directory does not exist", str(parent))
+
+
 def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **options: Any) -> Any:
     """Build a matrix straight into ``out_path`` (.npy), published atomically."""
     import secrets
@@ -148,6 +161,7 @@ def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **opt
     from .vocab import normalize
 
     out_path = Path(out_path)
+    _check_output_path(out_path)
     vocabulary = normalize(vocab, options.pop("num_words", None))
     tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
@@ -160,9 +174,13 @@ def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **opt
         del mm
         result.matrix = np.load(tmp, mmap_mode="r")
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if (isinstance(exc, OSError) and not isinstance(exc, EmbstoreError)
+                and exc.filename == os.fspath(tmp) and exc.errno is not None):
+            # e.g. no write permission: report the output path, not the temporary name
+            raise type(exc)(exc.errno, exc.strerror, os.fspath(out_path)) from None
         raise
     return result
 
@@ -171,6 +189,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from .store import open as open_store
 
     fallbacks = [f for f in (args.fallback or "").split(",") if f]
+    if args.report:
+        _check_output_path(Path(args.report))
     with open_store(args.store) as store:
         result = write_matrix(store, args.vocab, args.out, num_words=args.num_words,
                               oov=args.oov, fallbacks=fallbacks, seed=args.seed)
@@ -192,8 +212,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"embstore: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="embstore",
         description="Memory-mapped word-vector stores and embedding matrices.",
     )

@@ -45,6 +45,8 @@ _HEADER_RE = re.compile(rb"^[ \t]*(\d+)[ \t]+(\d+)[ \t\r]*$")
 # ``\d+(?:\.\d*)?`` rather than ``\d+\.?\d*``: the same language without quadratic
 # backtracking on a long run of digits followed by a non-digit (a hostile first line).
 _NUMBER_RE = re.compile(rb"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+# Non-finite spellings still occupy a value field (they are rejected later, by line).
+_SPECIAL_RE = re.compile(rb"^[+-]?(?:nan|inf|infinity)$", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
 
 FORMAT_NAMES = {
@@ -154,6 +156,9 @@ def convert(
     if os.path.isdir(src_path):
         raise IsADirectoryError(21, "is a directory, expected a vector file", src_path)
     dst_path = Path(dst)
+    if dst_path.is_dir():
+        raise IsADirectoryError(21, "is a directory, expected the path of a store to create",
+                                str(dst_path))
     if not force and dst_path.exists():
         from .errors import StoreExistsError
 
@@ -334,7 +339,7 @@ class _Conversion:
         fields = line.split()
         dim = 0
         for tok in reversed(fields):
-            if not _NUMBER_RE.match(tok):
+            if not (_NUMBER_RE.match(tok) or _SPECIAL_RE.match(tok)):
                 break
             dim += 1
         if dim == len(fields) and dim:
@@ -356,7 +361,9 @@ class _Conversion:
         from . import kernels
 
         dim = self.dim
-        batch_rows = min(1 << 18, max(1, ROW_BATCH_BYTES // (4 * dim)))
+        # At least 64 rows (only dims > 32768 are affected; untouched rows cost no memory):
+        # with 2-row batches a hostile run of blank lines parses at a few KB/s.
+        batch_rows = min(1 << 18, max(64, ROW_BATCH_BYTES // (4 * dim)))
         meta = np.empty((batch_rows, kernels.META_COLS), dtype=np.int64)
         keep = np.zeros(batch_rows, dtype=np.uint8)
         line_no = 1  # line number of buf[stream.start]
@@ -392,10 +399,14 @@ class _Conversion:
             lo = np.concatenate(([s], starts_all[:-1]))[idx]
             hi = ends[idx]
             cnt = counts[idx]
+            if cnt.size and int(cnt.max()) > batch_rows:
+                # A part of short (e.g. blank) lines can hold more lines than a batch has
+                # rows in ``meta`` and the row buffer: split it so no batch overruns them.
+                lo, hi, cnt = _split_parts(buf, lo, hi, cnt, batch_rows)
             cum = np.cumsum(cnt)
             k0 = 0
             done = False
-            while k0 < idx.size:
+            while k0 < lo.size:
                 before = int(cum[k0 - 1]) if k0 else 0
                 k1 = int(np.searchsorted(cum, before + batch_rows, side="right"))
                 k1 = max(k1, k0 + 1)
@@ -403,7 +414,8 @@ class _Conversion:
                 if trailing:
                     self._check_trailing(buf, int(lo[k0]), int(hi[k1 - 1]), first_line)
                 else:
-                    first_row = np.concatenate(([0], cum[k0:k1 - 1])) - before
+                    # rows relative to the batch: its first part starts at row 0
+                    first_row = np.concatenate(([before], cum[k0:k1 - 1])) - before
                     finished = self._text_batch(buf, lo[k0:k1], hi[k0:k1], first_row,
                                                 int(cum[k1 - 1]) - before, first_line, meta,
                                                 keep, writer, vocab, target)
@@ -461,7 +473,10 @@ class _Conversion:
         out = writer.buffer(meta.shape[0])
         o = out[:k]
         m = meta[:k]
-        kernels.parse_text_parts(work, lo, hi, first_row, self.dim, o, m)
+        # One part (at most 8 KiB, or a split run of short lines) is not worth a parallel
+        # launch, which costs more than parsing it.
+        parse = kernels.parse_text_parts.serial if lo.size == 1 else kernels.parse_text_parts
+        parse(work, lo, hi, first_row, self.dim, o, m)
         status = m[:, kernels.M_STATUS]
         blank = status == kernels.LINE_BLANK
         record_idx = np.flatnonzero(~blank)
@@ -741,6 +756,35 @@ def _looks_like_binary(data: bytes, whole: bool) -> bool:
     return False
 
 
+
+def _split_parts(buf: np.ndarray, lo: np.ndarray, hi: np.ndarray, cnt: np.ndarray,
+                 limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split parts holding more than ``limit`` lines at line boundaries.
+
+    ``buf[lo[c]:hi[c]]`` holds exactly ``cnt[c]`` lines: one newline each, except a last
+    line of the input that has none (then ``hi[c]`` is the end of the input).
+    """
+    los: list[int] = []
+    his: list[int] = []
+    cnts: list[int] = []
+    for a, b, c in zip(lo.tolist(), hi.tolist(), cnt.tolist(), strict=True):
+        if c <= limit:
+            los.append(a)
+            his.append(b)
+            cnts.append(c)
+            continue
+        ends = a + 1 + np.flatnonzero(buf[a:b] == 10)  # just after each newline
+        if ends.size < c:
+            ends = np.append(ends, b)
+        for i in range(0, c, limit):
+            j = min(c, i + limit)
+            los.append(a if i == 0 else int(ends[i - 1]))
+            his.append(int(ends[j - 1]))
+            cnts.append(j - i)
+    return (np.array(los, dtype=np.int64), np.array(his, dtype=np.int64),
+            np.array(cnts, dtype=np.int64))
+
+
 def _looks_like_text(line: bytes, dim: int) -> bool:
     fields = line.rstrip(b" \t\r\n\x0b\x0c").split(b" ")
     fields = [f for f in fields if f]
@@ -754,4 +798,6 @@ def _show(raw: bytes, width: int = 40) -> str:
     text = raw.decode("utf-8", "backslashreplace")
     if len(text) > width:
         text = text[: width - 3] + "..."
-    return repr(text)
+    # Quote by hand: repr() would double the backslashes of the escapes made above.
+    text = "".join(c if c.isprintable() or c == "\\" else repr(c)[1:-1] for c in text)
+    return f"'{text}'"

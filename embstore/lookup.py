@@ -23,6 +23,8 @@ def encode_words(words: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
         words = words.ravel().tolist()
     elif isinstance(words, str):
         raise TypeError("expected a sequence of words, got a single str")
+    elif not isinstance(words, (list, tuple)):
+        words = list(words)  # a generator is read once; the error path below reads it again
     try:
         encoded = [w.encode("utf-8", "surrogatepass") for w in words]
     except AttributeError:

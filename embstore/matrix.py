@@ -133,7 +133,8 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
     matrix.fill(0.0)
 
     rows = lookup_rows(store, v.words)
-    fallback_hits: dict[str, int] = {}
+    # Every requested rule is reported, with 0 when it found nothing or was not needed.
+    fallback_hits: dict[str, int] = dict.fromkeys(fallbacks, 0)
     if fallbacks:
         miss = np.flatnonzero(rows < 0)
         for rule in fallbacks:
@@ -187,6 +188,11 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
             matrix[oov_rows] = store.mean.astype(np.float32)
         else:
             # Drawn in slices (same stream as one big draw) to keep float64 temporaries small.
+            if not (store.std >= 0).all():  # NaN or negative: numpy raises a ValueError
+                from .errors import FormatError
+
+                raise FormatError(store.path, "damaged store: the statistics section holds an "
+                                              "invalid standard deviation (run `embstore verify`)")
             rng = np.random.default_rng(seed)
             step = max(1, (8 << 20) // (8 * dim))
             for a in range(0, oov_rows.size, step):
@@ -194,7 +200,9 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
                 draws = rng.normal(store.mean, store.std, size=(part.size, dim))
                 matrix[part] = draws.astype(np.float32)
 
-    missing = [v.words[i] for i in missing_idx.tolist()]
+    # In row order, as documented, whatever the order of the word_index dict.
+    by_row = missing_idx[np.argsort(v.positions[missing_idx], kind="stable")]
+    missing = [v.words[i] for i in by_row.tolist()]
     return MatrixResult(matrix=matrix, found=found, hits=int(hit_mask.sum()),
                         misses=int(missing_idx.size), missing=missing,
                         fallback_hits=fallback_hits, oov=oov)

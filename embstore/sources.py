@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 import zipfile
+import zlib
 from typing import IO, BinaryIO
 
 import numpy as np
@@ -102,7 +103,12 @@ class Source:
         self.member = members[0].filename
         # Progress for zip follows the compressed bytes of the member.
         self.size = members[0].compress_size or self.size
-        return archive.open(members[0])
+        try:
+            return archive.open(members[0])
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError) as exc:
+            # encrypted member, unsupported compression method, damaged local header or
+            # a header offset outside the file (seek fails with EINVAL)
+            raise ConversionError(self.path, f"cannot read the zip member ({exc})") from None
 
     @property
     def consumed(self) -> int:
@@ -115,7 +121,7 @@ class Source:
     def readinto(self, buf: memoryview) -> int:
         try:
             return self._stream.readinto(buf) or 0  # type: ignore[union-attr]
-        except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
             what = self.compression or "file"

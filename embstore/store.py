@@ -113,7 +113,8 @@ class EmbeddingStore:
             raw = bytes(self._view(fmt.Section.METADATA, "u1"))
             try:
                 value = json.loads(raw.decode("utf-8")) if raw else {}
-            except (UnicodeDecodeError, ValueError) as exc:
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                # RecursionError: hostile JSON nested deeper than the parser's recursion limit
                 raise FormatError(self.path, f"damaged store: metadata is not JSON ({exc})") from None
             if not isinstance(value, dict):
                 raise FormatError(self.path, "damaged store: metadata is not a JSON object")

@@ -130,6 +130,8 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         _release(store, base + r0 * 4 * h.dim, part.nbytes)
     if not (np.isfinite(store.mean).all() and np.isfinite(store.std).all()):
         problem("statistics section holds non-finite values")
+    elif (store.std < 0).any():
+        problem("statistics section holds a negative standard deviation")
     try:
         _ = store.metadata
     except FormatError as exc:

@@ -50,10 +50,10 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
     words = list(word_index.keys())
     values = list(word_index.values())
     if not all(type(v) is int for v in values):  # the common case is checked in one pass
-        for k, v in zip(words, values, strict=True):
+        for key, v in zip(words, values, strict=True):
             if not _is_int(v):
                 raise VocabularyError(
-                    f"word_index values must be ints; {k!r} maps to {v!r}")
+                    f"word_index values must be ints; {key!r} maps to {v!r}")
         values = [int(v) for v in values]
     try:
         positions = np.array(values, dtype=np.int64)
@@ -104,17 +104,23 @@ def from_file(path: str | os.PathLike[str], num_words: int | None) -> Vocabulary
     p = os.fspath(path)
     with open(p, "rb") as fh:
         raw = fh.read()
-    text_start = raw.lstrip()[:1]
-    if p.endswith(".json") or text_start in (b"{", b"["):
+    is_json = p.endswith(".json")
+    text_start = raw.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+    if is_json or text_start in (b"{", b"["):
         try:
             data = json.loads(raw.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise VocabularyError(f"{p}: not valid JSON ({exc})") from None
+            if is_json:
+                raise VocabularyError(f"{p}: not valid JSON ({exc})") from None
+            # Not JSON after all: a token file may start with '[UNK]' or '{' (a Keras
+            # vocabulary file is "\n[UNK]\nthe\n...").
+            data = None
         if isinstance(data, dict):
             return from_word_index(data, num_words)
         if isinstance(data, list):
             return from_tokens(data, num_words)
-        raise VocabularyError(f"{p}: expected a JSON object (word_index) or list of tokens")
+        if is_json:
+            raise VocabularyError(f"{p}: expected a JSON object (word_index) or list of tokens")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
