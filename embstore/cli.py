@@ -158,6 +158,7 @@ def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **opt
 
     import numpy as np
 
+    from .matrix import build_matrix
     from .vocab import normalize
 
     out_path = Path(out_path)
@@ -170,7 +171,7 @@ def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **opt
         # the disk); the rename below makes it appear complete or not at all.
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                        shape=(vocabulary.rows, store.dim))
-        result = store.build_matrix(vocabulary, out=mm, **options)
+        result = build_matrix(store, vocabulary, out=mm, _out_is_zero=True, **options)
         del mm
         result.matrix = np.load(tmp, mmap_mode="r")
         os.replace(tmp, out_path)

@@ -109,7 +109,7 @@ def from_file(path: str | os.PathLike[str], num_words: int | None) -> Vocabulary
     if is_json or text_start in (b"{", b"["):
         try:
             data = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # too deeply nested
             if is_json:
                 raise VocabularyError(f"{p}: not valid JSON ({exc})") from None
             # Not JSON after all: a token file may start with '[UNK]' or '{' (a Keras
