@@ -692,7 +692,9 @@ class _Conversion:
 
         out = writer.buffer(wst.size)
         o = out[:k]
-        kernels.copy_binary_vectors(work, vst, k, o, bad)
+        # Serial: the copy is memory-bound, and the reader and writer threads already keep
+        # both cores busy; a parallel launch here only adds contention (measured at 3M rows).
+        kernels.copy_binary_vectors.serial(work, vst, k, o, bad)
         self.records += k
         good = np.ones(k, dtype=bool)
         if bad[:k].any():
