@@ -244,10 +244,14 @@ class _Conversion:
             self._detect(stream.buf[stream.start:stream.end], stream.eof)
             with StoreWriter(self.dst, self.dim, force=self.force, fsync=self.fsync) as writer:
                 vocab = VocabularyBuilder(self.target or 0)
-                if self.kind == "binary":
-                    self._run_binary(stream, writer, vocab)
-                else:
-                    self._run_text(stream, writer, vocab)
+                try:
+                    if self.kind == "binary":
+                        self._run_binary(stream, writer, vocab)
+                    else:
+                        self._run_text(stream, writer, vocab)
+                except OverflowError as exc:  # more distinct words than row ids can hold
+                    raise self.error(f"{exc}; a store holds at most {fmt.MAX_ROWS:,}",
+                                     hint="convert the first rows only with --limit") from None
                 self.bytes_read = stream.bytes_read
                 self.progress.update(self.source.size, force=True)
                 if writer.n_rows == 0:
