@@ -25,10 +25,10 @@ run: $(VENV)/.run-deps
 
 ## test: the test suite (slow cases excluded; `make test-all` includes them)
 test: $(VENV)/.dev-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: $(VENV)/.dev-deps
-	$(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
 
 ## lint: ruff and mypy
 lint: $(VENV)/.dev-deps

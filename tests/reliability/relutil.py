@@ -32,6 +32,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PY = sys.executable
 
+
+def embstore_command() -> str | None:
+    """The installed ``embstore`` console script: beside this interpreter first (a virtual
+    environment used without being activated), then on ``PATH``."""
+    import shutil
+
+    return (shutil.which("embstore", path=os.path.dirname(sys.executable))
+            or shutil.which("embstore"))
+
 # ---------------------------------------------------------------------------------------------
 # Child processes
 

@@ -89,7 +89,7 @@ def test_replace_with_force_while_readers_hold_the_store(stores: dict[str, Path]
         assert r.stdout is not None
         line = r.stdout.readline()
         assert line.strip() == "ready", (line, r.stderr.read() if r.stderr else "")
-    exe = shutil.which("embstore")
+    exe = relutil.embstore_command()
     assert exe
     res = relutil.run_child([exe, "convert", "--force", "--quiet", str(stores["b_src"]), str(path)],
                             timeout=300)

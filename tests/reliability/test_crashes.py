@@ -90,7 +90,7 @@ def test_cli_killed_at_random_moments(inputs: dict[str, Path], tmp_path: Path) -
     """The real command, interpreter start-up included."""
     import embstore
 
-    exe = shutil.which("embstore")
+    exe = relutil.embstore_command()
     assert exe
     dst = tmp_path / "cli.emb"
     shutil.copyfile(inputs["old"], dst)
@@ -127,7 +127,7 @@ def test_file_size_limit(inputs: dict[str, Path], tmp_path: Path, force: bool) -
 
 
 def test_file_size_limit_cli_message(inputs: dict[str, Path], tmp_path: Path) -> None:
-    exe = shutil.which("embstore")
+    exe = relutil.embstore_command()
     assert exe
     dst = tmp_path / "out.emb"
     limit = inputs["small_ref"].stat().st_size // 2
@@ -184,7 +184,7 @@ def test_disk_full_on_a_tiny_tmpfs(inputs: dict[str, Path], tmp_path: Path) -> N
     ``unshare`` and mount permission; skipped with the reason where they are missing)."""
     import embstore
 
-    exe = shutil.which("embstore")
+    exe = relutil.embstore_command()
     unshare = shutil.which("unshare")
     if unshare is None or shutil.which("mount") is None:
         pytest.skip("unshare/mount not available")

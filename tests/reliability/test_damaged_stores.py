@@ -308,9 +308,8 @@ def test_hostile_metadata_in_a_large_section(base_store: tuple[Path, list[str], 
 def test_verify_cli_exit_codes(base_store: tuple[Path, list[str], Any], base_bytes: bytes,
                                tmp_path: Path) -> None:
     """The installed ``embstore verify`` command: exit 0 for the intact store, 1 for damage."""
-    import shutil
 
-    exe = shutil.which("embstore")
+    exe = relutil.embstore_command()
     assert exe, "the embstore command is not installed"
     good = relutil.run_child([exe, "verify", "--json", str(base_store[0])], timeout=120)
     assert good.returncode == 0, good.describe()
