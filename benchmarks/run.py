@@ -605,7 +605,9 @@ def run_share_contender(group: Group, c: Contender, rep: int, timeout: float,
     try:
         for i in range(n):
             if ready and c.share_mode == "gensim":
-                per = max(r["mem"].get("Pss", 0.0) for r in ready)
+                # Workers are measured only once all have started, so estimate each one's
+                # memory by the peak it reported when ready.
+                per = max(r["peak_mb"] for r in ready)
                 if available_mb() - 1.2 * per < reserve:
                     skipped_for_memory = n - i
                     break

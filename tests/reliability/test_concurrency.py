@@ -79,29 +79,37 @@ def test_replace_with_force_while_readers_hold_the_store(stores: dict[str, Path]
     path = tmp_path / "live.emb"
     shutil.copyfile(stores["a"], path)
     go = tmp_path / "go"
-    readers = []
-    for k in range(2):
-        args = {"mode": "hold_during_replace", "store": str(path), "go": str(go), "seed": k,
-                "old_reference": str(stores["a_ref"]), "new_reference": str(stores["b_ref"])}
-        readers.append(subprocess.Popen(_cmd(args), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=relutil.child_env(), text=True))
-    for r in readers:
-        assert r.stdout is not None
-        line = r.stdout.readline()
-        assert line.strip() == "ready", (line, r.stderr.read() if r.stderr else "")
-    exe = relutil.embstore_command()
-    assert exe
-    res = relutil.run_child([exe, "convert", "--force", "--quiet", str(stores["b_src"]), str(path)],
-                            timeout=300)
-    assert res.returncode == 0, res.describe()
-    time.sleep(0.2)  # readers keep reading the replaced file for a moment
-    go.touch()
-    for r in readers:
-        out, err = r.communicate(timeout=300)
-        assert r.returncode == 0, f"reader exit {r.returncode} (-7 is SIGBUS):\n{err[-3000:]}"
-        result = json.loads(out.strip().splitlines()[-1])
-        assert result["errors"] == [], result
-        assert result["reads_during_replace"] > 0
+    readers: list[subprocess.Popen[str]] = []
+    try:
+        for k in range(2):
+            args = {"mode": "hold_during_replace", "store": str(path), "go": str(go), "seed": k,
+                    "old_reference": str(stores["a_ref"]), "new_reference": str(stores["b_ref"])}
+            readers.append(subprocess.Popen(_cmd(args), stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, env=relutil.child_env(),
+                                            text=True))
+        for r in readers:
+            assert r.stdout is not None
+            line = r.stdout.readline()
+            assert line.strip() == "ready", (line, r.stderr.read() if r.stderr else "")
+        exe = relutil.embstore_command()
+        assert exe
+        res = relutil.run_child([exe, "convert", "--force", "--quiet", str(stores["b_src"]),
+                                 str(path)], timeout=300)
+        assert res.returncode == 0, res.describe()
+        time.sleep(0.2)  # readers keep reading the replaced file for a moment
+        go.touch()
+        for r in readers:
+            out, err = r.communicate(timeout=300)
+            assert r.returncode == 0, f"reader exit {r.returncode} (-7 is SIGBUS):\n{err[-3000:]}"
+            result = json.loads(out.strip().splitlines()[-1])
+            assert result["errors"] == [], result
+            assert result["reads_during_replace"] > 0
+    finally:
+        # Readers wait for the go file: never leave them running when the test fails early.
+        for r in readers:
+            if r.poll() is None:
+                r.kill()
+                r.communicate()
 
 
 @pytest.mark.parametrize("layer", _layers())
