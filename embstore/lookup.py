@@ -41,6 +41,7 @@ def encode_words(words: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
 def lookup_encoded(store: EmbeddingStore, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     from . import kernels
 
+    store._check_open()
     out = np.empty(offsets.size - 1, dtype=np.int64)
     if out.size == 0:
         return out

@@ -139,6 +139,7 @@ class EmbeddingStore:
         return self._bytes[a:b].tobytes()
 
     def _row(self, word: str) -> int:
+        self._check_open()
         data = word.encode("utf-8", "surrogatepass")
         h = fmt.word_hash(data)
         index = self._index
@@ -205,6 +206,11 @@ class EmbeddingStore:
             if hasattr(self, name):
                 setattr(self, name, np.empty(0))
         self._map = None  # type: ignore[assignment]
+        self._n = 0
+
+    def _check_open(self) -> None:
+        if self._map is None:
+            raise ValueError(f"{self.path}: the store is closed")
 
     def __enter__(self) -> EmbeddingStore:
         return self

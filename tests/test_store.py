@@ -221,7 +221,13 @@ def test_context_manager_and_close(build_store: Build) -> None:
     path, words, _ = build_store(10, 2)
     with embstore.open(path) as store:
         assert words[3] in store
+        kept = store.vectors  # arrays handed out stay valid after close
     assert store.vectors.size == 0
+    assert kept.shape == (10, 2) and float(kept.sum()) == float(kept.sum())
+    for use in (lambda: store[words[3]], lambda: words[3] in store,
+                lambda: store.lookup([words[3]])):
+        with pytest.raises(ValueError, match="closed"):
+            use()
     store.close()  # idempotent
 
 
