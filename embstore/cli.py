@@ -17,18 +17,11 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EmbstoreError
+from .progress import human_bytes
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _fmt_float(x: float) -> str:
@@ -94,14 +87,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  format     embstore {d['format_version']}",
         f"  words      {d['words']:,}",
         f"  dim        {d['dim']}",
-        f"  size       {_human(d['file_bytes'])} (vectors {_human(d['vector_bytes'])}, "
-        f"vocabulary {_human(vocab_bytes)}, index {_human(secs['index']['bytes'])})",
+        f"  size       {human_bytes(d['file_bytes'])} (vectors {human_bytes(d['vector_bytes'])}, "
+        f"vocabulary {human_bytes(vocab_bytes)}, index {human_bytes(secs['index']['bytes'])})",
         f"  index      {d['index_slots']:,} slots, load {d['index_load']:.2f}",
     ]
     if src:
         comp = f", {src['compression']}" if src.get("compression") else ""
         lines.append(f"  source     {src.get('name')} ({src.get('format')}{comp}, "
-                     f"{_human(src.get('bytes') or 0)})")
+                     f"{human_bytes(src.get('bytes') or 0)})")
     if meta:
         lines.append(f"  converted  {meta.get('records', 0):,} records, "
                      f"{meta.get('duplicates', 0):,} duplicates dropped, "

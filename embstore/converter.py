@@ -513,15 +513,8 @@ class _Conversion:
         cand = record_idx[good]
         src, wst, wen = work, m[:, kernels.M_WSTART], m[:, kernels.M_WEND]
         if self.unicode_errors != "strict" and bad_utf8[good].any():
-            # A word can become empty under "ignore"; gensim keeps it as the key '', so do we.
-            src, wst, wen = self._repaired_words(work, m, cand)
-        keep[:k] = 0
-        dups = vocab.insert(src, wst, wen, cand, keep)
-        self.duplicates += dups
-        kept = cand if dups == 0 else cand[keep[cand] == 1]
-        if kept.size != k and kept.size:
-            kernels.gather_rows.serial(o, kept, o)  # in place: kept[i] >= i
-        writer.submit(out, kept.size)
+            src, wst, wen = self._repaired_words(work, wst, wen, m[:, kernels.M_BADUTF8], cand)
+        self._insert_and_submit(src, wst, wen, cand, k, keep, out, writer, vocab)
         return finished
 
     def _fallback(self, work: np.ndarray, out: np.ndarray, meta: np.ndarray,
@@ -552,25 +545,46 @@ class _Conversion:
             bad_lines.append(li)
         return bad_lines
 
-    def _repaired_words(self, work: np.ndarray, meta: np.ndarray,
-                        cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Words decoded with ``unicode_errors`` and re-encoded, as a separate buffer."""
+    def _repaired_words(self, work: np.ndarray, wst: np.ndarray, wen: np.ndarray,
+                        bad: np.ndarray, rows: np.ndarray, *, lstrip_newlines: bool = False,
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The words of ``rows`` in a separate buffer, those flagged in ``bad`` decoded with
+        ``unicode_errors`` and re-encoded (rare: only batches holding invalid UTF-8).
+
+        ``lstrip_newlines`` follows gensim's binary reader, which strips newlines from the
+        start of the decoded word.  A word can become empty under "ignore"; gensim keeps it
+        as the key '', and so do we.
+        """
+        pieces = []
+        s_arr = np.zeros(wst.shape[0], dtype=np.int64)
+        e_arr = np.zeros(wst.shape[0], dtype=np.int64)
+        pos = 0
+        for r in rows.tolist():
+            raw = work[wst[r]:wen[r]].tobytes()
+            if bad[r]:
+                raw = self.repair(raw)
+                if lstrip_newlines:
+                    raw = raw.lstrip(b"\n")
+            pieces.append(raw)
+            s_arr[r] = pos
+            pos += len(raw)
+            e_arr[r] = pos
+        return np.frombuffer(b"".join(pieces), dtype=np.uint8), s_arr, e_arr
+
+    def _insert_and_submit(self, src: np.ndarray, wst: np.ndarray, wen: np.ndarray,
+                           cand: np.ndarray, k: int, keep: np.ndarray, out: np.ndarray,
+                           writer: StoreWriter, vocab: VocabularyBuilder) -> None:
+        """Add the candidate rows' words to the vocabulary, drop duplicates from the first
+        ``k`` rows of ``out`` and queue what is left for writing."""
         from . import kernels
 
-        pieces = []
-        wst = np.zeros(meta.shape[0], dtype=np.int64)
-        wen = np.zeros(meta.shape[0], dtype=np.int64)
-        pos = 0
-        for li in cand.tolist():
-            raw = work[meta[li, kernels.M_WSTART]:meta[li, kernels.M_WEND]].tobytes()
-            if meta[li, kernels.M_BADUTF8]:
-                raw = self.repair(raw)
-            pieces.append(raw)
-            wst[li] = pos
-            pos += len(raw)
-            wen[li] = pos
-        src = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-        return src, wst, wen
+        keep[:k] = 0
+        dups = vocab.insert(src, wst, wen, cand, keep)
+        self.duplicates += dups
+        kept = cand if dups == 0 else cand[keep[cand] == 1]
+        if kept.size != k and kept.size:
+            kernels.gather_rows.serial(out[:k], kept, out[:k])  # in place: kept[i] >= i
+        writer.submit(out, kept.size)
 
     def _report_text_line(self, work: np.ndarray, meta: np.ndarray, li: int,
                           first_line: int) -> None:
@@ -723,27 +737,10 @@ class _Conversion:
                         offset=base + int(wst[i]), hint="use --unicode-errors replace or ignore",
                     )
             else:
-                pieces = []
-                s_arr = np.zeros(k, dtype=np.int64)
-                e_arr = np.zeros(k, dtype=np.int64)
-                p = 0
-                for r in range(k):  # rare path: only batches with invalid UTF-8 words
-                    raw = work[wst[r]:wen[r]].tobytes()
-                    if badw[r]:
-                        raw = self.repair(raw).lstrip(b"\n")
-                    pieces.append(raw)
-                    s_arr[r] = p
-                    p += len(raw)
-                    e_arr[r] = p
-                src = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-        cand = np.flatnonzero(good)
-        keep[:k] = 0
-        dups = vocab.insert(src, s_arr, e_arr, cand, keep)
-        self.duplicates += dups
-        kept = cand if dups == 0 else cand[keep[cand] == 1]
-        if kept.size != k and kept.size:
-            kernels.gather_rows.serial(o, kept, o)  # in place: kept[i] >= i
-        writer.submit(out, kept.size)
+                src, s_arr, e_arr = self._repaired_words(
+                    work, wst[:k], wen[:k], badw[:k], np.flatnonzero(good), lstrip_newlines=True)
+        self._insert_and_submit(src, s_arr, e_arr, np.flatnonzero(good), k, keep, out, writer,
+                                vocab)
 
 
 _CONTROL_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")

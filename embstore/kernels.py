@@ -87,6 +87,14 @@ def parallel_kernel(fn: Callable[..., Any]) -> ParallelKernel:
 # memcpy between byte offsets of two arrays (LLVM's memcpy: vectorised, any alignment)
 
 
+def _data_ptr(context, builder, arrty, arr, index, *, bytewise):  # type: ignore[no-untyped-def]
+    """LLVM ``i8*`` to byte ``index`` (``bytewise``) or element ``index`` of an array."""
+    data = context.make_array(arrty)(context, builder, arr).data
+    if bytewise:
+        return builder.gep(builder.bitcast(data, cgutils.voidptr_t), [index])
+    return builder.bitcast(builder.gep(data, [index]), cgutils.voidptr_t)
+
+
 @intrinsic
 def _memcpy(typingctx, dst, dst_off, src, src_off, nbytes):  # type: ignore[no-untyped-def]
     if not (isinstance(dst, nbtypes.Array) and isinstance(src, nbtypes.Array)):
@@ -94,11 +102,9 @@ def _memcpy(typingctx, dst, dst_off, src, src_off, nbytes):  # type: ignore[no-u
     sig = nbtypes.void(dst, nbtypes.intp, src, nbtypes.intp, nbtypes.intp)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        d, doff, sarg, soff, n = args
-        darr = context.make_array(signature.args[0])(context, builder, d)
-        sarr = context.make_array(signature.args[2])(context, builder, sarg)
-        dptr = builder.gep(builder.bitcast(darr.data, cgutils.voidptr_t), [doff])
-        sptr = builder.gep(builder.bitcast(sarr.data, cgutils.voidptr_t), [soff])
+        d, doff, s, soff, n = args
+        dptr = _data_ptr(context, builder, signature.args[0], d, doff, bytewise=True)
+        sptr = _data_ptr(context, builder, signature.args[2], s, soff, bytewise=True)
         cgutils.raw_memcpy(builder, dptr, sptr, n, 1)
         return context.get_dummy_value()
 
@@ -113,11 +119,8 @@ def _load_u64(typingctx, arr, off):  # type: ignore[no-untyped-def]
     sig = nbtypes.uint64(arr, nbtypes.intp)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        a, o = args
-        ary = context.make_array(signature.args[0])(context, builder, a)
-        ptr = builder.gep(builder.bitcast(ary.data, cgutils.voidptr_t), [o])
-        ptr64 = builder.bitcast(ptr, ir.IntType(64).as_pointer())
-        return builder.load(ptr64, align=1)
+        ptr = _data_ptr(context, builder, signature.args[0], *args, bytewise=True)
+        return builder.load(builder.bitcast(ptr, ir.IntType(64).as_pointer()), align=1)
 
     return sig, codegen
 
@@ -141,10 +144,7 @@ def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
     sig = nbtypes.void(arr, nbtypes.intp)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        a, idx = args
-        ary = context.make_array(signature.args[0])(context, builder, a)
-        elem = builder.gep(ary.data, [idx])
-        ptr = builder.bitcast(elem, cgutils.voidptr_t)
+        ptr = _data_ptr(context, builder, signature.args[0], *args, bytewise=False)
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")

@@ -7,7 +7,8 @@ import time
 from typing import TextIO
 
 
-def _size(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``1234567`` -> ``1.2 MB`` (decimal units, as disks and downloads are sized)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -48,12 +49,12 @@ class Progress:
             frac = min(done / self.total, 1.0)
             bar = "#" * int(frac * 24)
             parts.append(f"[{bar:<24}] {frac * 100:5.1f}%")
-            parts.append(f"{_size(done)} / {_size(self.total)}")
+            parts.append(f"{human_bytes(done)} / {human_bytes(self.total)}")
             if rate > 0 and frac < 1:
                 parts.append(f"ETA {max(self.total - done, 0) / rate:4.0f} s")
         else:
-            parts.append(_size(done))
-        parts.append(f"{_size(rate)}/s")
+            parts.append(human_bytes(done))
+        parts.append(f"{human_bytes(rate)}/s")
         self.stream.write("\r" + "  ".join(parts) + "\x1b[K")
         self.stream.flush()
         self._drawn = True
