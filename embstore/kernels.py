@@ -154,6 +154,35 @@ def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@intrinsic
+def _address(typingctx, arr):  # type: ignore[no-untyped-def]
+    """The address of ``arr``'s first byte, as an integer (for page arithmetic)."""
+    if not isinstance(arr, nbtypes.Array):
+        return None
+    sig = nbtypes.int64(arr)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _madvise(typingctx, addr, length, advice):  # type: ignore[no-untyped-def]
+    """libc ``madvise(addr, length, advice)``; returns its result (0 or -1)."""
+    sig = nbtypes.int32(nbtypes.int64, nbtypes.int64, nbtypes.int32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        a, n, adv = args
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(i32, [cgutils.voidptr_t, ir.IntType(64), i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "madvise")
+        return builder.call(fn, [builder.inttoptr(a, cgutils.voidptr_t), n, adv])
+
+    return sig, codegen
+
+
 # ---------------------------------------------------------------------------------------------
 # Hashing (see docs/FORMAT.md, "Index")
 
@@ -1034,6 +1063,36 @@ def gather_into(vectors, rows, dest, out):  # type: ignore[no-untyped-def]
         d = dest[k]
         for j in range(dim):
             out[d, j] = vectors[r, j]
+
+
+@parallel_kernel
+def gather_release(vectors, rows, dest, out, bounds, page, advice):  # type: ignore[no-untyped-def]
+    """``gather_into`` window by window, dropping each window's pages once it is copied.
+
+    ``rows`` are sorted and ``bounds`` splits them into windows of nearby rows.  After a
+    window is copied, the whole pages holding its rows are released with ``madvise(advice)``
+    (``MADV_DONTNEED``): ``vectors`` is a read-only file mapping, so this only unmaps pages the
+    page cache keeps, and a page another window still needs is simply faulted in again.  The
+    threads each take a run of windows, so at most one window per thread is resident.
+    """
+    dim = out.shape[1]
+    row_bytes = np.int64(dim) * 4
+    base = _address(vectors)
+    mask = ~(np.int64(page) - 1)
+    for w in prange(bounds.size - 1):
+        a = bounds[w]
+        b = bounds[w + 1]
+        if a >= b:
+            continue
+        for k in range(a, b):
+            r = rows[k]
+            d = dest[k]
+            for j in range(dim):
+                out[d, j] = vectors[r, j]
+        lo = (base + rows[a] * row_bytes) & mask
+        hi = (base + (rows[b - 1] + 1) * row_bytes) & mask  # keep the page shared with next row
+        if hi > lo:
+            _madvise(lo, hi - lo, np.int32(advice))
 
 
 # ---------------------------------------------------------------------------------------------

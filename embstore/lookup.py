@@ -19,22 +19,30 @@ def encode_words(words: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
     Lone surrogates are encoded with ``surrogatepass``: such a word cannot be in a store (its
     words are valid UTF-8), so it is simply not found rather than an error.
     """
+    seq: list[Any] | tuple[Any, ...]
     if isinstance(words, np.ndarray):
-        words = words.ravel().tolist()
+        seq = words.ravel().tolist()
     elif isinstance(words, str):
         raise TypeError("expected a sequence of words, got a single str")
-    elif not isinstance(words, (list, tuple)):
-        words = list(words)  # a generator is read once; the error path below reads it again
+    elif isinstance(words, (list, tuple)):
+        seq = words
+    else:
+        seq = list(words)  # a generator is read once; the error path below reads it again
     try:
-        encoded = [w.encode("utf-8", "surrogatepass") for w in words]
-    except AttributeError:
-        bad = next(w for w in words if not isinstance(w, str))
+        joined = "".join(seq)  # one join and one encode in C, no bytes object per word
+    except TypeError:
+        bad = next(w for w in seq if not isinstance(w, str))
         raise TypeError(f"words must be str, got {type(bad).__name__}: {bad!r}") from None
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    if encoded:
-        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
-                  out=offsets[1:])
-    buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    n = len(seq)
+    lengths = np.fromiter(map(len, seq), dtype=np.int64, count=n)
+    if not joined.isascii():
+        # Characters == bytes for ASCII words; only the others are encoded one by one.
+        ascii_words = np.fromiter(map(str.isascii, seq), dtype=bool, count=n)
+        for i in np.flatnonzero(~ascii_words).tolist():
+            lengths[i] = len(seq[i].encode("utf-8", "surrogatepass"))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    buf = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     return buf, offsets
 
 

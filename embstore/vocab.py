@@ -49,7 +49,7 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
     _check_num_words(num_words)
     words = list(word_index.keys())
     values = list(word_index.values())
-    if not all(type(v) is int for v in values):  # the common case is checked in one pass
+    if set(map(type, values)) - {int}:  # the common case is checked in one C-level pass
         for key, v in zip(words, values, strict=True):
             if not _is_int(v):
                 raise VocabularyError(
@@ -59,9 +59,10 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
         positions = np.array(values, dtype=np.int64)
     except OverflowError:
         raise VocabularyError("word_index has an index too large for int64") from None
-    if not all(type(w) is str for w in words):
-        bad = next(w for w in words if not isinstance(w, str))
-        raise VocabularyError(f"word_index keys must be str, found {bad!r}")
+    if set(map(type, words)) - {str}:  # str subclasses are accepted, checked one by one
+        bad = next((w for w in words if not isinstance(w, str)), None)
+        if bad is not None:
+            raise VocabularyError(f"word_index keys must be str, found {bad!r}")
     if positions.size and positions.min() < 0:
         k = int(np.argmin(positions))
         raise VocabularyError(f"word_index has a negative index: {words[k]!r} -> {positions[k]}")

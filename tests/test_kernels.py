@@ -5,6 +5,8 @@ serial twin."""
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -287,6 +289,54 @@ def test_gather_into_against_fancy_indexing(mapped: Any) -> None:
             out = np.zeros((6000, store.dim), dtype=np.float32)
             kernel(source, rows, dest, out)
             assert np.array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+def _mapping_rss_kb(address: int) -> int:
+    """Resident kB of the mapping of this process that contains ``address``."""
+    inside = False
+    with open("/proc/self/smaps", encoding="ascii") as fh:
+        for line in fh:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "Rss:":
+                return int(line.split()[1])
+    raise AssertionError("address not mapped")
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_DONTNEED") or not os.path.exists("/proc/self/smaps"),
+                    reason="needs madvise and /proc/self/smaps (Linux)")
+def test_gather_release_copies_rows_and_drops_their_pages(tmp_path: Path) -> None:
+    """Window by window, the rows are copied exactly and the windows' pages leave this
+    process's resident set (the file mapping is read-only, so nothing is lost)."""
+    dim, n = 300, 40_000  # 48 MB of rows
+    data = np.random.default_rng(5).standard_normal((n, dim)).astype(np.float32)
+    path = tmp_path / "rows.f32"
+    data.tofile(path)
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    vectors = np.frombuffer(mm, dtype=np.float32).reshape(n, dim)
+    rng = np.random.default_rng(6)
+    rows = np.sort(rng.choice(n, 12_000, replace=False)).astype(np.int64)
+    dest = rng.permutation(12_000).astype(np.int64)
+    window_rows = (1 << 20) // (dim * 4)
+    edges = np.arange(0, n + window_rows, window_rows, dtype=np.int64)
+    bounds = np.searchsorted(rows, edges).astype(np.int64)
+    for kernel in (kernels.gather_release.parallel, kernels.gather_release.serial):
+        assert np.array_equal(vectors[:: window_rows // 3].sum(axis=1),
+                              data[:: window_rows // 3].sum(axis=1))  # fault pages in
+        before = _mapping_rss_kb(vectors.ctypes.data)
+        out = np.zeros((12_000, dim), dtype=np.float32)
+        kernel(vectors, rows, dest, out, bounds, mmap.PAGESIZE, mmap.MADV_DONTNEED)
+        want = np.zeros_like(out)
+        want[dest] = data[rows]
+        assert np.array_equal(out.view(np.uint32), want.view(np.uint32))
+        after = _mapping_rss_kb(vectors.ctypes.data)
+        # Every window touched the file from end to end; at most a window per thread stays.
+        assert after <= 4 * 1024 < before, (before, after)
+    del vectors
+    mm.close()
 
 
 # -- serial twins ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import embstore
+from embstore.lookup import encode_words
 
 gensim = pytest.importorskip("gensim")
 from gensim.models import KeyedVectors  # noqa: E402
@@ -188,3 +189,23 @@ def test_property_matches_dict(stores, data):
                      st.sampled_from(loaded.words).map(str.upper))
     queries = data.draw(st.lists(word, max_size=40))
     assert loaded.store.lookup(queries).tolist() == loaded.expected(queries)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=6),
+                max_size=30))
+def test_encode_words_matches_per_word_encoding(words):
+    """The joined encoding (ASCII words measured by characters, the others encoded one by
+    one) gives the same buffer and offsets as encoding every word by itself."""
+    buf, offsets = encode_words(words)
+    encoded = [w.encode("utf-8", "surrogatepass") for w in words]
+    assert bytes(buf) == b"".join(encoded)
+    assert offsets.tolist() == [0, *np.cumsum([len(e) for e in encoded]).tolist()]
+
+
+def test_encode_words_accepts_str_subclasses():
+    class Word(str):
+        pass
+
+    buf, offsets = encode_words([Word("é"), Word("a"), "b"])
+    assert bytes(buf) == "éab".encode() and offsets.tolist() == [0, 2, 3, 4]
