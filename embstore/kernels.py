@@ -1066,31 +1066,29 @@ def gather_into(vectors, rows, dest, out):  # type: ignore[no-untyped-def]
 
 
 @parallel_kernel
-def gather_release(vectors, rows, dest, out, bounds, page, advice):  # type: ignore[no-untyped-def]
+def gather_release(vectors, rows, dest, out, bounds, release, page, advice):  # type: ignore[no-untyped-def]
     """``gather_into`` window by window, dropping each window's pages once it is copied.
 
-    ``rows`` are sorted and ``bounds`` splits them into windows of nearby rows.  After a
-    window is copied, the whole pages holding its rows are released with ``madvise(advice)``
-    (``MADV_DONTNEED``): ``vectors`` is a read-only file mapping, so this only unmaps pages the
-    page cache keeps, and a page another window still needs is simply faulted in again.  The
-    threads each take a run of windows, so at most one window per thread is resident.
+    ``rows`` are sorted; window ``w`` copies ``rows[bounds[w]:bounds[w + 1]]`` (the rows that
+    start in its byte range) and then releases bytes ``release[w]:release[w + 1]`` relative to
+    ``vectors[0]`` with ``madvise(advice)`` (``MADV_DONTNEED``).  The caller makes the ranges
+    tile the rows' span inside the store's mapping, aligned so that whole huge-page mappings
+    are dropped (dropping part of one would remap the rest page by page).  ``vectors`` is a
+    read-only file mapping, so this only unmaps pages the page cache keeps; a row that
+    straddles into the next range faults a page the next window releases.  Each thread takes a
+    run of windows, so about one window per thread is resident at a time.
     """
     dim = out.shape[1]
-    row_bytes = np.int64(dim) * 4
     base = _address(vectors)
     mask = ~(np.int64(page) - 1)
     for w in prange(bounds.size - 1):
-        a = bounds[w]
-        b = bounds[w + 1]
-        if a >= b:
-            continue
-        for k in range(a, b):
+        for k in range(bounds[w], bounds[w + 1]):
             r = rows[k]
             d = dest[k]
             for j in range(dim):
                 out[d, j] = vectors[r, j]
-        lo = (base + rows[a] * row_bytes) & mask
-        hi = (base + (rows[b - 1] + 1) * row_bytes) & mask  # keep the page shared with next row
+        lo = (base + release[w]) & mask
+        hi = (base + release[w + 1]) & mask
         if hi > lo:
             _madvise(lo, hi - lo, np.int32(advice))
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import format as fmt
 from .lookup import lookup_rows
 from .vocab import VocabLike, normalize
 
@@ -38,7 +39,7 @@ FALLBACKS: dict[str, Callable[[str], str]] = {
     "upper": str.upper,
 }
 
-WINDOW_BYTES = 16 << 20  # gather window when releasing mapped pages
+WINDOW_BYTES = 4 << 20  # gather window when releasing mapped pages: a multiple of 2 MiB
 RELEASE_SPAN = 64 << 20  # release pages only when the gather spans more than this
 
 
@@ -170,6 +171,13 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
     missing_idx = np.flatnonzero(~hit_mask)
     oov_rows = np.union1d(v.positions[missing_idx], v.oov_rows)
     oov_rows = oov_rows[~found[oov_rows]]
+    hits = int(found_idx.size)
+    # Rows are read in file order (cold reads stay sequential-ish); the per-word arrays are
+    # dropped before the gather, when the output is about to become resident.
+    order = np.argsort(src_rows)  # ties (rows shared by several words) in any order
+    src_rows = src_rows[order]
+    dest = dest[order]
+    del order, found_idx, hit_mask, rows
 
     # Touch the output in order first when the gather will write most of it: faulting fresh
     # pages sequentially costs a quarter of faulting them in the gather's scattered order
@@ -206,7 +214,7 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
     # In row order, as documented, whatever the order of the word_index dict.
     by_row = missing_idx[np.argsort(v.positions[missing_idx], kind="stable")]
     missing = [v.words[i] for i in by_row.tolist()]
-    return MatrixResult(matrix=matrix, found=found, hits=int(hit_mask.sum()),
+    return MatrixResult(matrix=matrix, found=found, hits=hits,
                         misses=int(missing_idx.size), missing=missing,
                         fallback_hits=fallback_hits, oov=oov)
 
@@ -220,9 +228,9 @@ def _check_out(out: np.ndarray, rows: int, dim: int) -> None:
         raise ValueError("out must be C-contiguous and writeable")
 
 
-def _gather(store: EmbeddingStore, src_rows: np.ndarray, dest: np.ndarray,
+def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndarray,
             out: np.ndarray) -> None:
-    """Copy ``store.vectors[src_rows]`` to ``out[dest]`` in store order.
+    """Copy ``store.vectors[rows_sorted]`` to ``out[dest_sorted]``; rows in increasing order.
 
     Reading rows in increasing file order keeps cold reads close to sequential.  When the rows
     span more than ``RELEASE_SPAN`` bytes of the file, they are copied one window at a time and
@@ -232,24 +240,28 @@ def _gather(store: EmbeddingStore, src_rows: np.ndarray, dest: np.ndarray,
     """
     from . import kernels
 
-    if src_rows.size == 0:
+    if rows_sorted.size == 0:
         return
-    order = np.argsort(src_rows)  # rows to read in file order; ties (shared rows) in any order
-    rows_sorted = np.ascontiguousarray(src_rows[order])
-    dest_sorted = np.ascontiguousarray(dest[order])
     vectors = store.vectors
     row_bytes = store.dim * 4
     span = (int(rows_sorted[-1]) - int(rows_sorted[0]) + 1) * row_bytes
-    if span <= RELEASE_SPAN or store._map is None:
+    if span <= RELEASE_SPAN or store._map is None or not hasattr(mmap, "MADV_DONTNEED"):
         kernels.gather_into(vectors, rows_sorted, dest_sorted, out)
         return
-    if not hasattr(mmap, "MADV_DONTNEED"):  # pragma: no cover - every Linux and macOS has it
-        kernels.gather_into(vectors, rows_sorted, dest_sorted, out)
-        return
-    # Windows of WINDOW_BYTES of the file; the kernel releases each one's pages after copying.
-    window_rows = max(1, WINDOW_BYTES // row_bytes)
-    first = int(rows_sorted[0])
-    edges = np.arange(first, int(rows_sorted[-1]) + window_rows + 1, window_rows, dtype=np.int64)
-    bounds = np.searchsorted(rows_sorted, edges, side="left").astype(np.int64)
-    kernels.gather_release(vectors, rows_sorted, dest_sorted, out, bounds, mmap.PAGESIZE,
+    # Windows are WINDOW_BYTES-aligned byte ranges of the file (a multiple of the 2 MiB huge
+    # page); each copies the rows that start in it, then releases exactly its range, clamped
+    # to the vectors section so nothing outside the store's mapping is ever touched.
+    voff = store.header.sections[fmt.Section.VECTORS].offset
+    vlen = len(store) * row_bytes
+    first_b = int(rows_sorted[0]) * row_bytes + voff
+    end_b = (int(rows_sorted[-1]) + 1) * row_bytes + voff
+    edges = np.arange(first_b // WINDOW_BYTES * WINDOW_BYTES, end_b + WINDOW_BYTES,
+                      WINDOW_BYTES, dtype=np.int64) - voff  # relative to vectors[0]
+    edges[-1] = end_b - voff
+    edge_rows = np.maximum(-(-edges // row_bytes), 0)  # first row starting at or after
+    bounds = np.searchsorted(rows_sorted, edge_rows, side="left").astype(np.int64)
+    page = mmap.PAGESIZE
+    release = np.clip(edges, 0, -(-vlen // page) * page)
+    release[-1] = min(-(-int(edges[-1]) // page) * page, -(-vlen // page) * page)
+    kernels.gather_release(vectors, rows_sorted, dest_sorted, out, bounds, release, page,
                            mmap.MADV_DONTNEED)
