@@ -60,9 +60,9 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
     except OverflowError:
         raise VocabularyError("word_index has an index too large for int64") from None
     if set(map(type, words)) - {str}:  # str subclasses are accepted, checked one by one
-        bad = next((w for w in words if not isinstance(w, str)), None)
-        if bad is not None:
-            raise VocabularyError(f"word_index keys must be str, found {bad!r}")
+        for w in words:
+            if not isinstance(w, str):
+                raise VocabularyError(f"word_index keys must be str, found {w!r}")
     if positions.size and positions.min() < 0:
         k = int(np.argmin(positions))
         raise VocabularyError(f"word_index has a negative index: {words[k]!r} -> {positions[k]}")

@@ -214,3 +214,17 @@ def test_bad_text_files(tmp_path):
         normalize(tmp_path / "absent.txt", None)
     with pytest.raises(IsADirectoryError):
         normalize(tmp_path, None)
+
+
+def test_word_index_with_str_subclass_keys():
+    class Token(str):
+        pass
+
+    v = normalize({Token("the"): 1, "cat": 2, Token("sat"): 3}, None)
+    assert v.words == ["the", "cat", "sat"] and v.rows == 4
+
+
+@pytest.mark.parametrize("bad", [b"bytes", 7, None])
+def test_word_index_with_a_non_str_key(bad):
+    with pytest.raises(VocabularyError, match="keys must be str"):
+        normalize({"the": 1, bad: 2}, None)
