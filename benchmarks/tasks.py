@@ -122,6 +122,13 @@ def _gensim() -> Any:
     return KeyedVectors
 
 
+def _gensim_vectors(kv_cls: Any, path: str, native: bool) -> Any:
+    """A native gensim save mapped with ``mmap='r'``, or a binary word2vec file loaded whole."""
+    if native:
+        return kv_cls.load(path, mmap="r")
+    return kv_cls.load_word2vec_format(path, binary=True)
+
+
 def task_gensim_load(args: argparse.Namespace) -> int:
     """``KeyedVectors.load_word2vec_format``: what a gensim user runs to read a vector file."""
     ph = Phases()
@@ -181,10 +188,7 @@ def task_open_gensim(args: argparse.Namespace) -> int:
     ph = Phases()
     kv_cls = _gensim()
     ph.mark("import")
-    if args.native:
-        kv = kv_cls.load(args.path, mmap="r")
-    else:
-        kv = kv_cls.load_word2vec_format(args.path, binary=True)
+    kv = _gensim_vectors(kv_cls, args.path, args.native)
     ph.mark("open")
     vec = kv[args.word]
     ph.mark("lookup")
@@ -221,10 +225,7 @@ def task_matrix_gensim(args: argparse.Namespace) -> int:
 
     kv_cls = _gensim()
     ph.mark("import")
-    if args.native:
-        kv = kv_cls.load(args.path, mmap="r")
-    else:
-        kv = kv_cls.load_word2vec_format(args.path, binary=True)
+    kv = _gensim_vectors(kv_cls, args.path, args.native)
     ph.mark("load")
     with open(args.vocab, encoding="utf-8") as fh:
         word_index = json.load(fh)
@@ -315,10 +316,7 @@ def task_share_gensim(args: argparse.Namespace) -> int:
 
     kv_cls = _gensim()
     ph.mark("import")
-    if args.native:
-        kv = kv_cls.load(args.path, mmap="r")
-    else:
-        kv = kv_cls.load_word2vec_format(args.path, binary=True)
+    kv = _gensim_vectors(kv_cls, args.path, args.native)
     ph.mark("load")
     keys = kv.index_to_key
     k2i = kv.key_to_index
