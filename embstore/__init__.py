@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import (
     ConversionError,
     EmbstoreError,
@@ -30,7 +29,7 @@ from .errors import (
 from .store import EmbeddingStore, WordList, open
 
 if TYPE_CHECKING:
-    from .converter import ConversionReport
+    from ._convert.converter import ConversionReport
     from .matrix import MatrixResult
     from .verifier import VerifyReport
 
@@ -55,7 +54,7 @@ __all__ = [
 
 def convert(src: Any, dst: Any, **options: Any) -> ConversionReport:
     """Convert a word-vector file into a store; see :func:`embstore.converter.convert`."""
-    from .converter import convert as _convert
+    from ._convert.converter import convert as _convert
 
     return _convert(src, dst, **options)
 
@@ -72,10 +71,10 @@ def __getattr__(name: str) -> Any:
     # Keras or gensim.
     import importlib
 
-    if name in ("keras", "gensim", "kernels", "matrix", "converter", "verifier"):
+    if name in ("keras", "gensim", "matrix", "verifier"):
         return importlib.import_module(f".{name}", __name__)
     if name == "ConversionReport":
-        from .converter import ConversionReport
+        from ._convert.converter import ConversionReport
 
         return ConversionReport
     if name == "MatrixResult":

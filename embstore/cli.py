@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from ._version import __version__
 from .errors import EmbstoreError
 from .progress import human_bytes
 
@@ -34,7 +34,7 @@ def _fmt_float(x: float) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .converter import convert
+    from ._convert.converter import convert
 
     report = convert(args.src, args.dst, format=args.format, limit=args.limit,
                      unicode_errors=args.unicode_errors, on_bad_line=args.on_bad_line,

@@ -36,8 +36,8 @@ def _neighbours(store: object, word: str, k: int = 5) -> list[str]:
 
 def run_demo(vectors: str | None = None, vocab: str | None = None,
              workdir: str | os.PathLike[str] = "demo-output") -> int:
+    from ._convert.converter import convert
     from .cli import write_matrix
-    from .converter import convert
     from .store import open as open_store
     from .verifier import verify
 

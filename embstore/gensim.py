@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import StoreExistsError
 
 if TYPE_CHECKING:
-    from .converter import ConversionReport
+    from ._convert.converter import ConversionReport
     from .store import EmbeddingStore
 
 __all__ = ["from_keyedvectors", "to_keyedvectors"]
@@ -67,9 +67,9 @@ def from_keyedvectors(kv: Any, dst: str | os.PathLike[str], *,
         ValueError: ``kv`` is empty, a vector is NaN or infinite (after rounding to
             float32), or a key is not valid Unicode.
     """
-    from .converter import ConversionReport
-    from .vocabbuild import VocabularyBuilder
-    from .writer import StoreWriter
+    from ._build.vocabulary import VocabularyBuilder
+    from ._build.writer import StoreWriter
+    from ._convert.converter import ConversionReport
 
     t0 = time.perf_counter()
     keys = kv.index_to_key

@@ -47,13 +47,13 @@ def encode_words(words: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lookup_encoded(store: EmbeddingStore, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    from . import kernels
+    from ._kernels import index as kindex
 
     store._check_open()
     out = np.empty(offsets.size - 1, dtype=np.int64)
     if out.size == 0:
         return out
-    corrupt = kernels.lookup_words(buf, offsets, store._index, store._offsets, store._bytes,
+    corrupt = kindex.lookup_words(buf, offsets, store._index, store._offsets, store._bytes,
                                    len(store), out)
     if corrupt:
         raise FormatError(store.path, "damaged store: the index points outside the vocabulary "

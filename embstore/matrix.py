@@ -238,7 +238,7 @@ def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndar
     keeps them), which bounds resident memory however much of the store is touched.  Both
     steps run in one parallel kernel: launching a kernel per window costs more than the copy.
     """
-    from . import kernels
+    from ._kernels import gather as kgather
 
     if rows_sorted.size == 0:
         return
@@ -246,7 +246,7 @@ def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndar
     row_bytes = store.dim * 4
     span = (int(rows_sorted[-1]) - int(rows_sorted[0]) + 1) * row_bytes
     if span <= RELEASE_SPAN or store._map is None or not hasattr(mmap, "MADV_DONTNEED"):
-        kernels.gather_into(vectors, rows_sorted, dest_sorted, out)
+        kgather.gather_into(vectors, rows_sorted, dest_sorted, out)
         return
     # Windows are WINDOW_BYTES-aligned byte ranges of the file (a multiple of the 2 MiB huge
     # page); each copies the rows that start in it, then releases exactly its range, clamped
@@ -263,5 +263,5 @@ def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndar
     page = mmap.PAGESIZE
     release = np.clip(edges, 0, -(-vlen // page) * page)
     release[-1] = min(-(-int(edges[-1]) // page) * page, -(-vlen // page) * page)
-    kernels.gather_release(vectors, rows_sorted, dest_sorted, out, bounds, release, page,
+    kgather.gather_release(vectors, rows_sorted, dest_sorted, out, bounds, release, page,
                            mmap.MADV_DONTNEED)

@@ -65,7 +65,8 @@ def _section_of(header: fmt.Header, offset: int) -> str:
 
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
     """Check a store completely; the report's ``ok`` is True only if every byte is as written."""
-    from . import kernels
+    from ._kernels import checksum as kchecksum
+    from ._kernels import verify as kverify
 
     t0 = time.perf_counter()
     p = os.fspath(path)
@@ -92,7 +93,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         b1 = min(n_blocks, b0 + per_window)
         chunk = body[b0 * block:min(body.size, b1 * block)]
         got = np.empty(b1 - b0, dtype=np.uint64)
-        kernels.xxh64_blocks(chunk, block, got)
+        kchecksum.xxh64_blocks(chunk, block, got)
         bad = np.flatnonzero(got != stored[b0:b1])
         for i in bad[: MAX_PROBLEMS]:
             at = fmt.HEADER_LENGTH + (b0 + int(i)) * block
@@ -103,17 +104,17 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     # 2. vocabulary structure and index
     woff = store._offsets
     nb = store._bytes.size
-    bad_off = kernels.check_offsets(woff, np.uint64(nb))
+    bad_off = kverify.check_offsets(woff, np.uint64(nb))
     if bad_off >= 0:
         problem(f"word offsets out of order or bounds at row {bad_off}")
     else:
         bad_rows = np.empty(h.n_rows, dtype=np.uint8)
-        kernels.check_rows(woff, store._bytes, store._index, h.n_rows, bad_rows)
+        kverify.check_rows(woff, store._bytes, store._index, h.n_rows, bad_rows)
         reasons = {2: "word is not valid UTF-8",
                    3: "index does not lead back to this row (corrupt index or duplicate word)"}
         for r in np.flatnonzero(bad_rows)[:MAX_PROBLEMS]:
             problem(f"row {int(r)}: {reasons[int(bad_rows[r])]}")
-        occupied = int(kernels.count_occupied(store._index))
+        occupied = int(kverify.count_occupied(store._index))
         if occupied != h.n_rows:
             problem(f"index holds {occupied} entries for {h.n_rows} rows")
 
@@ -124,7 +125,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     for r0 in range(0, h.n_rows, rows_per_window):
         part = vec[r0:r0 + rows_per_window]
         flags = np.empty(part.shape[0], dtype=np.uint8)
-        kernels.nonfinite_rows(part, flags)
+        kverify.nonfinite_rows(part, flags)
         for r in np.flatnonzero(flags)[:MAX_PROBLEMS]:
             problem(f"row {r0 + int(r)}: vector has a NaN or infinity")
         _release(store, base + r0 * 4 * h.dim, part.nbytes)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import embstore
-from embstore import converter
+from embstore._convert import converter
 
 # file -> (gensim keyword arguments, format embstore must detect, rows, dim)
 GENSIM_FILES: dict[str, tuple[dict[str, Any], str, int, int]] = {

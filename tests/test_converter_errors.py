@@ -419,7 +419,7 @@ def test_binary_empty_word_is_refused(fails: Fails, make_binary: Callable[..., b
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from embstore import converter
+    from embstore._convert import converter
 
     monkeypatch.setattr(converter, "BLOCK_SIZE", 1024)
     monkeypatch.setattr(converter, "PART", 50)

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embstore import FormatError, kernels
+from embstore import FormatError
 from embstore import format as fmt
+from embstore._kernels import strings as kstrings
 
 M64 = (1 << 64) - 1
 
@@ -65,7 +66,7 @@ def _hash_many(words: list[bytes]) -> list[int]:
     offsets[1:] = np.cumsum([len(w) for w in words])
     buf = np.frombuffer(b"".join(words) + b"\0", dtype=np.uint8)
     out = np.empty(len(words), dtype=np.uint64)
-    kernels.hash_many(buf, offsets, out)
+    kstrings.hash_many(buf, offsets, out)
     return [int(x) for x in out]
 
 

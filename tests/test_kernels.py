@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 
 import embstore
 from embstore import format as fmt
-from embstore import kernels
+from embstore._kernels import _core as kcore
+from embstore._kernels import binary as kbinary
+from embstore._kernels import checksum as kchecksum
+from embstore._kernels import gather as kgather
+from embstore._kernels import index as kindex
+from embstore._kernels import number as knumber
+from embstore._kernels import stats as kstats
+from embstore._kernels import strings as kstrings
+from embstore._kernels import text as ktext
+from embstore._kernels import verify as kverify
 
 # -- parse_number ------------------------------------------------------------------------------
 
@@ -28,7 +37,7 @@ def parse(token: bytes, slack: bytes = b"") -> tuple[int, float]:
     """parse_number on ``token`` followed by ``slack`` bytes that are not part of it (the
     SWAR digit loads read 8 bytes at a time, past the token's end)."""
     buf = np.frombuffer(token + slack, dtype=np.uint8)
-    code, value = kernels.parse_number(buf, 0, len(token))
+    code, value = knumber.parse_number(buf, 0, len(token))
     return int(code), float(value)
 
 
@@ -36,16 +45,16 @@ def check_token(token: str) -> None:
     want = float(token)
     for slack in (b"", b"0123456789", b" 1.5\n", b"e5"):
         code, value = parse(token.encode(), slack)
-        assert code in (kernels.NUM_OK, kernels.NUM_FALLBACK), (token, slack, code)
-        if code == kernels.NUM_OK:
+        assert code in (knumber.NUM_OK, knumber.NUM_FALLBACK), (token, slack, code)
+        if code == knumber.NUM_OK:
             # the fast path is exact in float64, so exact in float32 after the cast
             assert value == want or (value == 0 and want == 0), (token, value, want)
             assert np.signbit(value) == np.signbit(want), token
     # embedded in the middle of a buffer as well
     buf = np.frombuffer(b"xx " + token.encode() + b" 99999999", dtype=np.uint8)
-    code, value = kernels.parse_number(buf, 3, 3 + len(token))
-    assert code in (kernels.NUM_OK, kernels.NUM_FALLBACK)
-    if code == kernels.NUM_OK:
+    code, value = knumber.parse_number(buf, 3, 3 + len(token))
+    assert code in (knumber.NUM_OK, knumber.NUM_FALLBACK)
+    if code == knumber.NUM_OK:
         assert value == want
 
 
@@ -86,23 +95,23 @@ def test_parse_number_mostly_takes_the_fast_path() -> None:
     rng = np.random.default_rng(0)
     for x in rng.standard_normal(2000).astype(np.float32):
         code, value = parse(f"{x:.6f}".encode(), b" ")
-        assert code == kernels.NUM_OK and value == float(f"{x:.6f}")
+        assert code == knumber.NUM_OK and value == float(f"{x:.6f}")
         code, _ = parse(repr(float(x)).encode(), b" ")
-        assert code in (kernels.NUM_OK, kernels.NUM_FALLBACK)
+        assert code in (knumber.NUM_OK, knumber.NUM_FALLBACK)
 
 
 @pytest.mark.parametrize("token", ["nan", "NaN", "-nan", "+NAN", "inf", "-inf", "+Inf",
                                    "infinity", "-Infinity", "INFINITY"])
 def test_parse_number_non_finite_spellings(token: str) -> None:
-    assert parse(token.encode())[0] == kernels.NUM_NONFINITE
+    assert parse(token.encode())[0] == knumber.NUM_NONFINITE
 
 
 @pytest.mark.parametrize("token", ["", "+", "-", ".", "e5", "1e", "1e+", "1.2.3", "--1", "+-1",
                                    "1,5", "0x10", "1_0", "abc", "1 2", "1\t", " 1", "na", "infin",
                                    "nan1", "1e5.5", "١", "1f", "\x00", "1e-"])
 def test_parse_number_invalid(token: str) -> None:
-    assert parse(token.encode("utf-8"), b"7")[0] == kernels.NUM_INVALID
-    assert parse(token.encode("utf-8"))[0] == kernels.NUM_INVALID
+    assert parse(token.encode("utf-8"), b"7")[0] == knumber.NUM_INVALID
+    assert parse(token.encode("utf-8"))[0] == knumber.NUM_INVALID
 
 
 # -- utf8_valid ------------------------------------------------------------------------------
@@ -118,7 +127,7 @@ def strict_ok(data: bytes) -> bool:
 
 def check_utf8(data: bytes) -> None:
     buf = np.frombuffer(data + b"\x80\x80\x80", dtype=np.uint8)  # junk after the end
-    assert bool(kernels.utf8_valid(buf, 0, len(data))) == strict_ok(data), data
+    assert bool(kstrings.utf8_valid(buf, 0, len(data))) == strict_ok(data), data
 
 
 EDGE_UTF8 = [
@@ -156,9 +165,9 @@ def test_utf8_valid_mutated_text(text: str, at: int, byte: int) -> None:
 
 def test_utf8_valid_respects_the_range() -> None:
     buf = np.frombuffer(b"\xff ok \xff", dtype=np.uint8)
-    assert kernels.utf8_valid(buf, 1, 5)
-    assert not kernels.utf8_valid(buf, 0, 5)
-    assert not kernels.utf8_valid(buf, 1, 6)
+    assert kstrings.utf8_valid(buf, 1, 5)
+    assert not kstrings.utf8_valid(buf, 0, 5)
+    assert not kstrings.utf8_valid(buf, 1, 6)
 
 
 # -- xxh64 -----------------------------------------------------------------------------------
@@ -173,7 +182,7 @@ def test_xxh64_against_xxhash() -> None:
     for size in SIZES:
         for start in (0, 8, 64, 4096 + 8):
             end = start + size
-            got = int(kernels.xxh64(data, words, start, end))
+            got = int(kchecksum.xxh64(data, words, start, end))
             assert got == xxhash.xxh64_intdigest(data[start:end].tobytes()), (start, size)
 
 
@@ -183,7 +192,7 @@ def test_xxh64_blocks_against_xxhash(block: int, size: int) -> None:
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
     n = -(-size // block)
     want = [xxhash.xxh64_intdigest(data[i * block:(i + 1) * block].tobytes()) for i in range(n)]
-    for kernel in (kernels.xxh64_blocks.parallel, kernels.xxh64_blocks.serial):
+    for kernel in (kchecksum.xxh64_blocks.parallel, kchecksum.xxh64_blocks.serial):
         out = np.zeros(n, dtype=np.uint64)
         kernel(data, block, out)
         assert out.tolist() == want
@@ -200,7 +209,7 @@ def test_xxh64_blocks_on_a_read_only_map(build_store: Callable[..., Any]) -> Non
         n = checks.length // 8
         assert n == 2  # the body is a little over 1 MiB
         out = np.empty(n, dtype=np.uint64)
-        kernels.xxh64_blocks(body, 1 << 20, out)
+        kchecksum.xxh64_blocks(body, 1 << 20, out)
     stored = np.frombuffer(raw, dtype="<u8", count=n, offset=checks.offset)
     want = [xxhash.xxh64_intdigest(raw[4096 + (i << 20):min(checks.offset, 4096 + ((i + 1) << 20))])
             for i in range(n)]
@@ -245,7 +254,7 @@ def test_lookup_words_against_a_dict(mapped: Any) -> None:
         "copies": (np.array(store._index), np.array(store._offsets), np.array(store._bytes)),
     }
     for arrays in tables.values():
-        for kernel in (kernels.lookup_words.parallel, kernels.lookup_words.serial):
+        for kernel in (kindex.lookup_words.parallel, kindex.lookup_words.serial):
             out = np.full(len(q), -7, dtype=np.int64)
             corrupt = kernel(qbuf, qoff, *arrays, len(store), out)
             assert corrupt == 0
@@ -260,7 +269,7 @@ def test_lookup_words_bounds_checks_a_corrupt_index(mapped: Any) -> None:
     table[slot, 1] = len(store) + 100  # points past the last row
     qbuf, qoff = encode([words[10], words[11]])
     out = np.empty(2, dtype=np.int64)
-    corrupt = kernels.lookup_words(qbuf, qoff, table, store._offsets, store._bytes, len(store),
+    corrupt = kindex.lookup_words(qbuf, qoff, table, store._offsets, store._bytes, len(store),
                                    out)
     assert corrupt == 1 and out[0] == -1 and out[1] == 11
 
@@ -273,7 +282,7 @@ def test_lookup_words_stops_on_a_full_table(mapped: Any) -> None:
     table[:, 0] = np.where(table[:, 0] == 0, 1, table[:, 0])
     qbuf, qoff = encode(["definitely-absent", words[5]])
     out = np.empty(2, dtype=np.int64)
-    kernels.lookup_words(qbuf, qoff, table, store._offsets, store._bytes, len(store), out)
+    kindex.lookup_words(qbuf, qoff, table, store._offsets, store._bytes, len(store), out)
     assert out[0] == -1 and out[1] == 5
 
 
@@ -285,7 +294,7 @@ def test_gather_into_against_fancy_indexing(mapped: Any) -> None:
     want = np.zeros((6000, store.dim), dtype=np.float32)
     want[dest] = vecs[rows]
     for source in (store.vectors, np.array(store.vectors)):
-        for kernel in (kernels.gather_into.parallel, kernels.gather_into.serial):
+        for kernel in (kgather.gather_into.parallel, kgather.gather_into.serial):
             out = np.zeros((6000, store.dim), dtype=np.float32)
             kernel(source, rows, dest, out)
             assert np.array_equal(out.view(np.uint32), want.view(np.uint32))
@@ -324,7 +333,7 @@ def test_gather_release_copies_rows_and_drops_their_pages(tmp_path: Path) -> Non
     edges = np.arange(0, n * dim * 4 + window, window, dtype=np.int64)
     edges[-1] = n * dim * 4
     bounds = np.searchsorted(rows, -(-edges // (dim * 4))).astype(np.int64)
-    for kernel in (kernels.gather_release.parallel, kernels.gather_release.serial):
+    for kernel in (kgather.gather_release.parallel, kgather.gather_release.serial):
         assert np.array_equal(vectors[::300].sum(axis=1), data[::300].sum(axis=1))  # fault in
         before = _mapping_rss_kb(vectors.ctypes.data)
         out = np.zeros((12_000, dim), dtype=np.float32)
@@ -374,7 +383,7 @@ def test_scan_parts_twins_and_reference() -> None:
         return (buf, words, 0, len(data), part, np.zeros(nparts, np.int64),
                 np.zeros(nparts, np.int64))
 
-    pa, pr, sa, sr = both(kernels.scan_parts, args)
+    pa, pr, sa, sr = both(ktext.scan_parts, args)
     assert_same(pa, pr, sa, sr)
     counts, ends = pa[5], pa[6]
     for c in range(nparts):
@@ -396,16 +405,16 @@ def test_parse_text_parts_twins() -> None:
 
     def args() -> tuple[Any, ...]:
         return (buf, lo, hi, first_row, 3, np.zeros((len(nl), 3), np.float32),
-                np.zeros((len(nl), kernels.META_COLS), np.int64))
+                np.zeros((len(nl), ktext.META_COLS), np.int64))
 
-    pa, pr, sa, sr = both(kernels.parse_text_parts, args)
+    pa, pr, sa, sr = both(ktext.parse_text_parts, args)
     assert_same(pa, pr, sa, sr)
-    status = pa[6][:10, kernels.M_STATUS].tolist()
-    assert status == [kernels.LINE_OK, kernels.LINE_OK, kernels.LINE_NOT_NUMBER,
-                      kernels.LINE_BLANK, kernels.LINE_TOO_FEW, kernels.LINE_TOO_MANY,
-                      kernels.LINE_NONFINITE, kernels.LINE_OK, kernels.LINE_OK, kernels.LINE_OK]
-    assert pa[6][7, kernels.M_BADUTF8] == 1
-    assert pa[6][9, kernels.M_FALLBACK] == 1  # the 19-digit token
+    status = pa[6][:10, ktext.M_STATUS].tolist()
+    assert status == [ktext.LINE_OK, ktext.LINE_OK, ktext.LINE_NOT_NUMBER,
+                      ktext.LINE_BLANK, ktext.LINE_TOO_FEW, ktext.LINE_TOO_MANY,
+                      ktext.LINE_NONFINITE, ktext.LINE_OK, ktext.LINE_OK, ktext.LINE_OK]
+    assert pa[6][7, ktext.M_BADUTF8] == 1
+    assert pa[6][9, ktext.M_FALLBACK] == 1  # the 19-digit token
     assert pa[5][0].tolist() == [np.float32(0.1), np.float32(0.2), np.float32(0.3)]
 
 
@@ -427,7 +436,7 @@ def test_copy_binary_vectors_twins() -> None:
     def args() -> tuple[Any, ...]:
         return buf, vst_a, 300, np.zeros((300, 5), np.float32), np.zeros(300, np.uint8)
 
-    pa, pr, sa, sr = both(kernels.copy_binary_vectors, args)
+    pa, pr, sa, sr = both(kbinary.copy_binary_vectors, args)
     assert_same(pa, pr, sa, sr)
     assert np.array_equal(pa[3].view(np.uint32), vecs.view(np.uint32))
     assert np.flatnonzero(pa[4]).tolist() == [17, 200]
@@ -437,7 +446,7 @@ def test_gather_rows_block_moments_and_checks_twins(mapped: Any) -> None:
     store, _, vecs = mapped
     rng = np.random.default_rng(6)
     rows = np.sort(rng.choice(len(store), 1000, replace=False)).astype(np.int64)
-    pa, pr, sa, sr = both(kernels.gather_rows,
+    pa, pr, sa, sr = both(kgather.gather_rows,
                           lambda: (vecs, rows, np.zeros((1000, store.dim), np.float32)))
     assert_same(pa, pr, sa, sr)
     assert np.array_equal(pa[2], vecs[rows])
@@ -445,7 +454,7 @@ def test_gather_rows_block_moments_and_checks_twins(mapped: Any) -> None:
     x = np.asarray(store.vectors)
     shift = x[0].astype(np.float64)
     nb = -(-len(store) // 256)
-    pa, pr, sa, sr = both(kernels.block_moments,
+    pa, pr, sa, sr = both(kstats.block_moments,
                           lambda: (x, len(store), 256, shift, np.zeros((nb, store.dim)),
                                    np.zeros((nb, store.dim))))
     assert_same(pa, pr, sa, sr)
@@ -453,17 +462,17 @@ def test_gather_rows_block_moments_and_checks_twins(mapped: Any) -> None:
     np.testing.assert_allclose(pa[4].sum(axis=0), d.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(pa[5].sum(axis=0), (d * d).sum(axis=0), rtol=1e-12)
 
-    pa, pr, sa, sr = both(kernels.check_rows,
+    pa, pr, sa, sr = both(kverify.check_rows,
                           lambda: (store._offsets, store._bytes, store._index, len(store),
                                    np.full(len(store), 9, np.uint8)))
     assert_same(pa, pr, sa, sr)
     assert not pa[4].any()
-    assert kernels.count_occupied.parallel(store._index) == len(store)
-    assert kernels.count_occupied.serial(store._index) == len(store)
+    assert kverify.count_occupied.parallel(store._index) == len(store)
+    assert kverify.count_occupied.serial(store._index) == len(store)
 
     bad = np.array(vecs)
     bad[[3, 4000], [1, 5]] = [np.nan, np.inf]
-    pa, pr, sa, sr = both(kernels.nonfinite_rows, lambda: (bad, np.zeros(len(bad), np.uint8)))
+    pa, pr, sa, sr = both(kverify.nonfinite_rows, lambda: (bad, np.zeros(len(bad), np.uint8)))
     assert_same(pa, pr, sa, sr)
     assert np.flatnonzero(pa[1]).tolist() == [3, 4000]
 
@@ -473,7 +482,7 @@ def test_serial_only_mode_gives_the_same_store(tmp_path: Path, gensim_data: Path
     """After fork() in an OpenMP process only serial twins run; the result is identical."""
     src = gensim_data / "lee_fasttext.vec"
     embstore.convert(src, tmp_path / "parallel.emb", quiet=True)
-    monkeypatch.setattr(kernels._LaunchState, "serial_only", True)
+    monkeypatch.setattr(kcore._LaunchState, "serial_only", True)
     embstore.convert(src, tmp_path / "serial.emb", quiet=True)
     a = embstore.open(tmp_path / "parallel.emb")
     b = embstore.open(tmp_path / "serial.emb")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import embstore
-from embstore.sources import Source, Stream
+from embstore._convert.sources import Source, Stream
 
 DATA = b"".join(b"word%d %d.5 -%d e\n" % (i, i, i) for i in range(5000))
 

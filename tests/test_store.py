@@ -157,7 +157,7 @@ def test_mean_and_std_match_numpy(gensim_data: Path, tmp_path: Path) -> None:
 def test_stats_over_many_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  make_binary: Callable[..., bytes]) -> None:
     """Moments are merged across writer batches; large offsets test their stability."""
-    from embstore import converter
+    from embstore._convert import converter
 
     monkeypatch.setattr(converter, "ROW_BATCH_BYTES", 4 * 3 * 97)
     rng = np.random.default_rng(9)

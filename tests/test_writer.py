@@ -16,8 +16,9 @@ import pytest
 
 import embstore
 from embstore import format as fmt
-from embstore import kernels, writer
-from embstore.writer import StoreWriter
+from embstore._build import writer
+from embstore._build.writer import StoreWriter
+from embstore._kernels import index as kindex
 
 
 @pytest.fixture(params=["tmpfile", "named"])
@@ -36,7 +37,7 @@ def vocabulary(words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets[1:] = np.cumsum([len(r) for r in raw])
     data = np.frombuffer(b"".join(raw), dtype=np.uint8).copy()
     index = np.zeros((fmt.slot_count(len(raw)), 2), dtype=np.uint32)
-    kernels.build_index(data, offsets, len(raw), index)
+    kindex.build_index(data, offsets, len(raw), index)
     return data, offsets, index
 
 
@@ -213,7 +214,7 @@ def test_killed_conversion_leaves_no_store(tmp_path: Path) -> None:
     dst = tmp_path / "s.emb"
     code = (
         "import os, signal, numpy as np\n"
-        "from embstore.writer import StoreWriter\n"
+        "from embstore._build.writer import StoreWriter\n"
         f"w = StoreWriter({str(dst)!r}, 4)\n"
         "w.write_vectors(np.ones((100, 4), np.float32))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

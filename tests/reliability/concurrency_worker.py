@@ -139,7 +139,7 @@ def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
     import numba
 
     import embstore
-    from embstore import kernels
+    from embstore._kernels import _core as kcore
 
     words, vectors = _reference(args["reference"])
     store = embstore.open(args["store"])
@@ -148,7 +148,7 @@ def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
     store.build_matrix(words[:1000])
     assert embstore.verify(args["store"]).ok
     layer = numba.threading_layer()  # type: ignore[attr-defined]
-    used = kernels._LaunchState.parallel_used
+    used = kcore._LaunchState.parallel_used
 
     def child_work() -> int:
         try:
@@ -190,7 +190,7 @@ def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
     again = np.array_equal(store.lookup(words), np.arange(len(words)))
     return {"layer": layer, "parallel_used_before_fork": used, "child_status": statuses,
             "pool": pool_ok, "parent_after": again,
-            "serial_only_in_parent": kernels._LaunchState.serial_only}
+            "serial_only_in_parent": kcore._LaunchState.serial_only}
 
 
 def _pool_task(a: tuple[str, str, int]) -> bool:

@@ -256,15 +256,15 @@ def main() -> None:
     # Load the kernels here, so that forked children find them loaded: the parallel ones,
     # and the serial twins a child forked after a parallel launch switches to.
     import embstore
-    from embstore import kernels
+    from embstore._kernels import _core as kcore
 
     embstore.verify(job["reference"])
-    kernels._LaunchState.serial_only = True
+    kcore._LaunchState.serial_only = True
     warm = job["dst"] + ".warm"
     embstore.convert(job["src"], warm, quiet=True, force=True)
     embstore.verify(warm)
     os.unlink(warm)
-    kernels._LaunchState.serial_only = False
+    kcore._LaunchState.serial_only = False
     summary = kills(job) if job["mode"] == "kills" else fsize(job)
     print(json.dumps(summary))
 

@@ -394,7 +394,7 @@ def rewrite_with_metadata(src: Path, dst: Path, metadata: dict[str, Any]) -> Non
     """Copy a store with different metadata, through embstore's own writer: a store whose
     metadata section is large enough for hostile JSON (deep nesting, huge numbers)."""
     import embstore
-    from embstore.writer import StoreWriter
+    from embstore._build.writer import StoreWriter
 
     with embstore.open(src) as store, StoreWriter(dst, store.dim) as w:
         w.write_vectors(np.array(store.vectors))

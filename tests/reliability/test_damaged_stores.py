@@ -337,9 +337,9 @@ def test_no_out_of_bounds_reads_with_bounds_checked_kernels(
     env = relutil.child_env(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(cache),
                             EMBSTORE_SERIAL="1")
     control = relutil.run_python(
-        "import numpy as np\nfrom embstore import kernels\n"
+        "import numpy as np\nfrom embstore._kernels import gather as kgather\n"
         "v = np.zeros((4, 3), np.float32); out = np.zeros((1, 3), np.float32)\n"
-        "try:\n    kernels.gather_into(v, np.array([10**6]), np.array([0]), out)\n"
+        "try:\n    kgather.gather_into(v, np.array([10**6]), np.array([0]), out)\n"
         "except IndexError:\n    print('checked')\n", env=env, timeout=1800)
     assert "checked" in control.stdout, "bounds checking is not active: " + control.describe()
     work = tmp_path / "work"

@@ -22,13 +22,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import __version__
-from . import format as fmt
-from .errors import ConversionError
-from .progress import Progress
+from .. import format as fmt
+from .._build.vocabulary import VocabularyBuilder
+from .._build.writer import StoreWriter
+from .._kernels import binary as kbinary
+from .._kernels import gather as kgather
+from .._kernels import text as ktext
+from .._version import __version__
+from ..errors import ConversionError
+from ..progress import Progress
 from .sources import Source, Stream
-from .vocabbuild import VocabularyBuilder
-from .writer import StoreWriter
 
 Format = Literal["auto", "text", "glove", "binary"]
 UnicodeErrors = Literal["strict", "replace", "ignore"]
@@ -160,7 +163,7 @@ def convert(
         raise IsADirectoryError(21, "is a directory, expected the path of a store to create",
                                 str(dst_path))
     if not force and dst_path.exists():
-        from .errors import StoreExistsError
+        from ..errors import StoreExistsError
 
         raise StoreExistsError(dst_path)
     t0 = time.perf_counter()
@@ -362,13 +365,12 @@ class _Conversion:
     # -- text -----------------------------------------------------------------------------------
 
     def _run_text(self, stream: Stream, writer: StoreWriter, vocab: VocabularyBuilder) -> None:
-        from . import kernels
 
         dim = self.dim
         # At least 64 rows (only dims > 32768 are affected; untouched rows cost no memory):
         # with 2-row batches a hostile run of blank lines parses at a few KB/s.
         batch_rows = min(1 << 18, max(64, ROW_BATCH_BYTES // (4 * dim)))
-        meta = np.empty((batch_rows, kernels.META_COLS), dtype=np.int64)
+        meta = np.empty((batch_rows, ktext.META_COLS), dtype=np.int64)
         keep = np.zeros(batch_rows, dtype=np.uint8)
         line_no = 1  # line number of buf[stream.start]
         if self.declared is not None:
@@ -387,7 +389,7 @@ class _Conversion:
             counts = np.zeros(nparts, dtype=np.int64)
             ends = np.zeros(nparts, dtype=np.int64)
             if e > s:
-                kernels.scan_parts(buf, stream.words, s, e, PART, counts, ends)
+                ktext.scan_parts(buf, stream.words, s, e, PART, counts, ends)
             has = counts > 0
             last_end = int(ends[has][-1]) if has.any() else s
             if stream.eof and last_end < e:
@@ -431,7 +433,7 @@ class _Conversion:
                         last = self._last_record_line
                         n_b = int(cum[k1 - 1]) - before
                         if last + 1 < n_b:
-                            self._check_trailing(buf, int(meta[last + 1, kernels.M_LSTART]),
+                            self._check_trailing(buf, int(meta[last + 1, ktext.M_LSTART]),
                                                  int(hi[k1 - 1]), first_line + last + 1)
                 k0 = k1
             line_no += int(cum[-1]) if cum.size else 0
@@ -472,17 +474,16 @@ class _Conversion:
                     target: int | None) -> bool:
         """Parse, check, de-duplicate and queue one batch of ``k`` lines; True once
         ``target`` records have been read."""
-        from . import kernels
 
         out = writer.buffer(meta.shape[0])
         o = out[:k]
         m = meta[:k]
         # One part (at most 8 KiB, or a split run of short lines) is not worth a parallel
         # launch, which costs more than parsing it.
-        parse = kernels.parse_text_parts.serial if lo.size == 1 else kernels.parse_text_parts
+        parse = ktext.parse_text_parts.serial if lo.size == 1 else ktext.parse_text_parts
         parse(work, lo, hi, first_row, self.dim, o, m)
-        status = m[:, kernels.M_STATUS]
-        blank = status == kernels.LINE_BLANK
+        status = m[:, ktext.M_STATUS]
+        blank = status == ktext.LINE_BLANK
         record_idx = np.flatnonzero(~blank)
         finished = False
         self._last_record_line = k - 1
@@ -497,12 +498,12 @@ class _Conversion:
             self.blank += int(blank.sum())
         self.records += record_idx.size
         rec_status = status[record_idx]
-        bad_utf8 = m[record_idx, kernels.M_BADUTF8] != 0
-        good = rec_status == kernels.LINE_OK
+        bad_utf8 = m[record_idx, ktext.M_BADUTF8] != 0
+        good = rec_status == ktext.LINE_OK
         if self.unicode_errors == "strict":
             good &= ~bad_utf8
         # exact slow path for tokens the kernel could not round exactly
-        fb_lines = record_idx[good & (m[record_idx, kernels.M_FALLBACK] > 0)]
+        fb_lines = record_idx[good & (m[record_idx, ktext.M_FALLBACK] > 0)]
         if fb_lines.size:
             good_mask = np.ones(k, dtype=bool)
             for li in self._fallback(work, o, m, fb_lines):
@@ -511,23 +512,22 @@ class _Conversion:
         for li in record_idx[~good]:
             self._report_text_line(work, m, int(li), first_line)
         cand = record_idx[good]
-        src, wst, wen = work, m[:, kernels.M_WSTART], m[:, kernels.M_WEND]
+        src, wst, wen = work, m[:, ktext.M_WSTART], m[:, ktext.M_WEND]
         if self.unicode_errors != "strict" and bad_utf8[good].any():
-            src, wst, wen = self._repaired_words(work, wst, wen, m[:, kernels.M_BADUTF8], cand)
+            src, wst, wen = self._repaired_words(work, wst, wen, m[:, ktext.M_BADUTF8], cand)
         self._insert_and_submit(src, wst, wen, cand, k, keep, out, writer, vocab)
         return finished
 
     def _fallback(self, work: np.ndarray, out: np.ndarray, meta: np.ndarray,
                   lines: np.ndarray) -> list[int]:
         """Exact values for tokens outside the fast path; returns lines found non-finite."""
-        from . import kernels
 
-        total = int(meta[lines, kernels.M_FALLBACK].sum())
+        total = int(meta[lines, ktext.M_FALLBACK].sum())
         li_a = np.empty(total, dtype=np.int64)
         col_a = np.empty(total, dtype=np.int64)
         s_a = np.empty(total, dtype=np.int64)
         e_a = np.empty(total, dtype=np.int64)
-        got = kernels.fallback_tokens(work, self.dim, meta, lines, li_a, col_a, s_a, e_a)
+        got = ktext.fallback_tokens(work, self.dim, meta, lines, li_a, col_a, s_a, e_a)
         assert got == total
         mv = work.data
         values = np.array([float(bytes(mv[s:e])) for s, e in zip(s_a.tolist(), e_a.tolist(), strict=True)],
@@ -539,9 +539,9 @@ class _Conversion:
         bad_lines: list[int] = []
         for idx in np.flatnonzero(nonfinite):
             li = int(li_a[idx])
-            meta[li, kernels.M_STATUS] = kernels.LINE_NONFINITE
-            meta[li, kernels.M_DSTART] = s_a[idx]
-            meta[li, kernels.M_DEND] = e_a[idx]
+            meta[li, ktext.M_STATUS] = ktext.LINE_NONFINITE
+            meta[li, ktext.M_DSTART] = s_a[idx]
+            meta[li, ktext.M_DEND] = e_a[idx]
             bad_lines.append(li)
         return bad_lines
 
@@ -576,44 +576,42 @@ class _Conversion:
                            writer: StoreWriter, vocab: VocabularyBuilder) -> None:
         """Add the candidate rows' words to the vocabulary, drop duplicates from the first
         ``k`` rows of ``out`` and queue what is left for writing."""
-        from . import kernels
 
         keep[:k] = 0
         dups = vocab.insert(src, wst, wen, cand, keep)
         self.duplicates += dups
         kept = cand if dups == 0 else cand[keep[cand] == 1]
         if kept.size != k and kept.size:
-            kernels.gather_rows.serial(out[:k], kept, out[:k])  # in place: kept[i] >= i
+            kgather.gather_rows.serial(out[:k], kept, out[:k])  # in place: kept[i] >= i
         writer.submit(out, kept.size)
 
     def _report_text_line(self, work: np.ndarray, meta: np.ndarray, li: int,
                           first_line: int) -> None:
-        from . import kernels
 
         line_no = first_line + li
-        status = int(meta[li, kernels.M_STATUS])
-        lstart = int(meta[li, kernels.M_LSTART])
-        line = work[lstart:meta[li, kernels.M_LEND]].tobytes()
+        status = int(meta[li, ktext.M_STATUS])
+        lstart = int(meta[li, ktext.M_LSTART])
+        line = work[lstart:meta[li, ktext.M_LEND]].tobytes()
         dim = self.dim
-        if status in (kernels.LINE_TOO_FEW, kernels.LINE_TOO_MANY):
-            found = int(meta[li, kernels.M_DSTART])
+        if status in (ktext.LINE_TOO_FEW, ktext.LINE_TOO_MANY):
+            found = int(meta[li, ktext.M_DSTART])
             msg = f"expected {dim} values after the word, found {found}"
             hint = "the dimension comes from the header" if self.declared else \
                 "the dimension comes from line 1"
-        elif status in (kernels.LINE_NOT_NUMBER, kernels.LINE_NONFINITE):
-            ts = int(meta[li, kernels.M_DSTART]) - lstart
-            te = int(meta[li, kernels.M_DEND]) - lstart
+        elif status in (ktext.LINE_NOT_NUMBER, ktext.LINE_NONFINITE):
+            ts = int(meta[li, ktext.M_DSTART]) - lstart
+            te = int(meta[li, ktext.M_DEND]) - lstart
             field_no = len(line[:ts].split()) + 1
             token = _show(line[ts:te])
-            if status == kernels.LINE_NOT_NUMBER:
+            if status == ktext.LINE_NOT_NUMBER:
                 msg = f"field {field_no}: expected a number, found {token}"
             else:
                 msg = (f"field {field_no}: value {token} is not finite in float32 "
                        "(NaN, infinity or out of range)")
             hint = None
         else:  # invalid UTF-8 under strict decoding
-            ws = int(meta[li, kernels.M_WSTART]) - lstart
-            we = int(meta[li, kernels.M_WEND]) - lstart
+            ws = int(meta[li, ktext.M_WSTART]) - lstart
+            we = int(meta[li, ktext.M_WEND]) - lstart
             word = line[ws:we]
             try:
                 word.decode("utf-8")
@@ -627,7 +625,6 @@ class _Conversion:
     # -- binary ---------------------------------------------------------------------------------
 
     def _run_binary(self, stream: Stream, writer: StoreWriter, vocab: VocabularyBuilder) -> None:
-        from . import kernels
 
         dim = self.dim
         rec = dim * 4
@@ -649,7 +646,7 @@ class _Conversion:
             remaining = target - self.records
             if remaining == 0:
                 break
-            k, new_pos, status, spos = kernels.scan_binary(
+            k, new_pos, status, spos = kbinary.scan_binary(
                 stream.buf, pos, stream.end, dim, min(remaining, batch_rows), MAX_WORD, wst, wen,
                 vst, badw)
             base = stream.base - stream.start  # stream offset of buf[0]
@@ -658,10 +655,10 @@ class _Conversion:
                                    vocab)
                 pos = new_pos
                 continue
-            if status == kernels.BIN_EMPTY_WORD:
+            if status == kbinary.BIN_EMPTY_WORD:
                 raise self.error("expected a word before the vector, found a space",
                                  offset=base + spos)
-            if status == kernels.BIN_WORD_TOO_LONG:
+            if status == kbinary.BIN_WORD_TOO_LONG:
                 raise self.error(f"no space within {MAX_WORD} bytes: expected 'word<space>' "
                                  "followed by the vector", offset=base + spos,
                                  hint="is this really a word2vec binary file?")
@@ -706,13 +703,12 @@ class _Conversion:
     def _binary_batch(self, work: np.ndarray, k: int, base: int, wst: np.ndarray,
                       wen: np.ndarray, vst: np.ndarray, bad: np.ndarray, badw: np.ndarray,
                       keep: np.ndarray, writer: StoreWriter, vocab: VocabularyBuilder) -> None:
-        from . import kernels
 
         out = writer.buffer(wst.size)
         o = out[:k]
         # Serial: the copy is memory-bound, and the reader and writer threads already keep
         # both cores busy; a parallel launch here only adds contention (measured at 3M rows).
-        kernels.copy_binary_vectors.serial(work, vst, k, o, bad)
+        kbinary.copy_binary_vectors.serial(work, vst, k, o, bad)
         self.records += k
         good = np.ones(k, dtype=bool)
         if bad[:k].any():

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import format as fmt
-from . import kernels
+from .. import format as fmt
+from .._kernels import index as kindex
 
 
 class VocabularyBuilder:
@@ -46,7 +46,7 @@ class VocabularyBuilder:
 
     def _rebuild(self, slots: int) -> None:
         self.table = np.zeros((slots, 2), dtype=np.uint32)
-        kernels.build_index(self.words, self.offsets, self.n_rows, self.table)
+        kindex.build_index(self.words, self.offsets, self.n_rows, self.table)
 
     def insert(self, src: np.ndarray, wst: np.ndarray, wen: np.ndarray, cand: np.ndarray,
                keep: np.ndarray) -> int:
@@ -55,7 +55,7 @@ class VocabularyBuilder:
             return 0
         nbytes = int((wen[cand] - wst[cand]).sum())
         self.reserve(cand.size, nbytes)
-        self.n_rows, self.n_bytes, dups = kernels.insert_words(
+        self.n_rows, self.n_bytes, dups = kindex.insert_words(
             src, wst, wen, cand, self.table, self.words, self.offsets, self.n_rows,
             self.n_bytes, keep,
         )

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from . import format as fmt
-from .errors import StoreExistsError, StoreWriteError
+from .. import format as fmt
+from ..errors import StoreExistsError, StoreWriteError
 
 _TMP_TAG = ".embstore-tmp-"
 
@@ -79,13 +79,14 @@ class _BlockHasher:
         self.carry_len = 0
 
     def _hash_full(self, data: np.ndarray) -> None:
-        from . import kernels
+        from .._kernels import checksum as kchecksum
+        from .._kernels import stats as kstats
 
         out = np.empty(data.size // self.block, dtype=np.uint64)
         if self.serial:
-            kernels.xxh64_blocks.serial(data, self.block, out)
+            kchecksum.xxh64_blocks.serial(data, self.block, out)
         else:
-            kernels.xxh64_blocks(data, self.block, out)
+            kchecksum.xxh64_blocks(data, self.block, out)
         self.digests.append(out)
 
     def update(self, data: np.ndarray) -> None:
@@ -108,11 +109,12 @@ class _BlockHasher:
             self.carry_len = rest
 
     def finish(self) -> np.ndarray:
-        from . import kernels
+        from .._kernels import checksum as kchecksum
+        from .._kernels import stats as kstats
 
         if self.carry_len:
             out = np.empty(1, dtype=np.uint64)
-            kernels.xxh64_blocks(self.carry[:self.carry_len], self.block, out)
+            kchecksum.xxh64_blocks(self.carry[:self.carry_len], self.block, out)
             self.digests.append(out)
             self.carry_len = 0
         if not self.digests:
@@ -276,7 +278,8 @@ class StoreWriter:
 
     def _update_moments(self, rows: np.ndarray, serial: bool) -> None:
         """Chan et al.'s pairwise update of per-dimension mean and sum of squared deviations."""
-        from . import kernels
+        from .._kernels import checksum as kchecksum
+        from .._kernels import stats as kstats
 
         k = rows.shape[0]
         block = 256
@@ -284,7 +287,7 @@ class StoreWriter:
         sums = np.empty((nb, self.dim), dtype=np.float64)
         sqs = np.empty((nb, self.dim), dtype=np.float64)
         shift = rows[0].astype(np.float64)
-        moments = kernels.block_moments.serial if serial else kernels.block_moments
+        moments = kstats.block_moments.serial if serial else kstats.block_moments
         moments(rows, k, block, shift, sums, sqs)
         s1 = sums.sum(axis=0)
         mean_b = shift + s1 / k

@@ -21,8 +21,8 @@ from typing import IO, BinaryIO
 
 import numpy as np
 
-from . import format as fmt
-from .errors import ConversionError
+from .. import format as fmt
+from ..errors import ConversionError
 
 _MAGICS = (
     (b"\x1f\x8b", "gzip"),

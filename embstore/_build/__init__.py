@@ -1,0 +1,1 @@
+"""The only way a store is written: streaming writer, vocabulary index, builder."""

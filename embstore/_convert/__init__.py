@@ -1,0 +1,1 @@
+"""Readers of foreign vector formats, feeding the store builder."""
