@@ -15,32 +15,41 @@ batch lookup; Keras and gensim only by :mod:`embstore.keras` and :mod:`embstore.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._convert.convert import convert
+from ._convert.report import ConversionReport
 from ._version import __version__
 from .errors import (
     ConversionError,
     EmbstoreError,
     FormatError,
+    StoreClosedError,
     StoreExistsError,
+    StoreLimitError,
     StoreWriteError,
     VocabularyError,
 )
 from .store import EmbeddingStore, WordList, open
 
 if TYPE_CHECKING:
-    from ._convert.converter import ConversionReport
+    from ._build.builder import BuildResult
     from .matrix import MatrixResult
     from .verifier import VerifyReport
 
 __all__ = [
+    "BuildResult",
     "ConversionError",
     "ConversionReport",
     "EmbeddingStore",
     "EmbstoreError",
     "FormatError",
     "MatrixResult",
+    "StoreClosedError",
     "StoreExistsError",
+    "StoreLimitError",
     "StoreWriteError",
     "VerifyReport",
     "VocabularyError",
@@ -49,17 +58,26 @@ __all__ = [
     "convert",
     "open",
     "verify",
+    "write",
 ]
 
 
-def convert(src: Any, dst: Any, **options: Any) -> ConversionReport:
-    """Convert a word-vector file into a store; see :func:`embstore.converter.convert`."""
-    from ._convert.converter import convert as _convert
+def write(dst: str | os.PathLike[str], words: Iterable[str], vectors: Any, *,
+          force: bool = False, metadata: dict[str, Any] | None = None) -> BuildResult:
+    """Write a store from arrays: ``words`` (str, one per row) and ``vectors`` (``(n, dim)``,
+    any real dtype, rounded to float32; an ``np.memmap`` is streamed, never copied whole).
 
-    return _convert(src, dst, **options)
+    Duplicated words keep their first row.  ``metadata`` (a JSON-serialisable dict) is kept
+    in the store as ``store.metadata["user"]``.  Raises :class:`ConversionError` for a NaN or
+    infinite vector (naming the word and row), :class:`StoreExistsError` if ``dst`` exists
+    and ``force`` is false.
+    """
+    from ._build.builder import write_arrays
+
+    return write_arrays(dst, words, vectors, force=force, metadata=metadata)
 
 
-def verify(path: Any) -> VerifyReport:
+def verify(path: str | os.PathLike[str]) -> VerifyReport:
     """Check every byte of a store; see :func:`embstore.verifier.verify`."""
     from .verifier import verify as _verify
 
@@ -71,12 +89,8 @@ def __getattr__(name: str) -> Any:
     # Keras or gensim.
     import importlib
 
-    if name in ("keras", "gensim", "matrix", "verifier"):
+    if name in ("keras", "gensim", "matrix", "verifier", "subset"):
         return importlib.import_module(f".{name}", __name__)
-    if name == "ConversionReport":
-        from ._convert.converter import ConversionReport
-
-        return ConversionReport
     if name == "MatrixResult":
         from .matrix import MatrixResult
 
@@ -85,4 +99,8 @@ def __getattr__(name: str) -> Any:
         from .verifier import VerifyReport
 
         return VerifyReport
+    if name == "BuildResult":
+        from ._build.builder import BuildResult
+
+        return BuildResult
     raise AttributeError(f"module 'embstore' has no attribute {name!r}")

@@ -7,14 +7,14 @@ line on stderr, without a traceback, and exit with status 1 (2 for usage errors)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._atomic import check_output_path
 from ._version import __version__
 from .errors import EmbstoreError
 from .progress import human_bytes
@@ -34,7 +34,7 @@ def _fmt_float(x: float) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ._convert.converter import convert
+    from ._convert.convert import convert
 
     report = convert(args.src, args.dst, format=args.format, limit=args.limit,
                      unicode_errors=args.unicode_errors, on_bad_line=args.on_bad_line,
@@ -59,8 +59,9 @@ def info_dict(store: Any) -> dict[str, Any]:
         "words": len(store),
         "dim": store.dim,
         "file_bytes": h.file_length,
-        "sections": {k.name.lower(): {"offset": e.offset, "bytes": e.length}
-                     for k, e in sec.items()},
+        "sections": {e.name: {"offset": e.offset, "bytes": e.length,
+                              **({} if e.kind in fmt.CORE else {"required": e.required})}
+                     for e in sec.values()},
         "index_slots": h.n_slots,
         "index_load": round(len(store) / h.n_slots, 4),
         "vector_bytes": sec[fmt.Section.VECTORS].length,
@@ -134,59 +135,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_ERROR
 
 
-def _check_output_path(path: Path) -> None:
-    """Fail before the (possibly long) build, naming the user's path rather than a temporary."""
-    import errno
-
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory, expected a file name", str(path))
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, "directory does not exist", str(parent))
-
-
-def write_matrix(store: Any, vocab: Any, out_path: str | os.PathLike[str], **options: Any) -> Any:
-    """Build a matrix straight into ``out_path`` (.npy), published atomically."""
-    import secrets
-
-    import numpy as np
-
-    from .matrix import build_matrix
-    from .vocab import normalize
-
-    out_path = Path(out_path)
-    _check_output_path(out_path)
-    vocabulary = normalize(vocab, options.pop("num_words", None))
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        # Built straight into the file's mapping: no second copy of the matrix in memory.
-        # No msync: like np.save, the page cache writes it back (an msync would wait for
-        # the disk); the rename below makes it appear complete or not at all.
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                       shape=(vocabulary.rows, store.dim))
-        result = build_matrix(store, vocabulary, out=mm, _out_is_zero=True, **options)
-        del mm
-        result.matrix = np.load(tmp, mmap_mode="r")
-        os.replace(tmp, out_path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if (isinstance(exc, OSError) and not isinstance(exc, EmbstoreError)
-                and exc.filename == os.fspath(tmp) and exc.errno is not None):
-            # e.g. no write permission: report the output path, not the temporary name
-            raise type(exc)(exc.errno, exc.strerror, os.fspath(out_path)) from None
-        raise
-    return result
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from .matrix import save_matrix
     from .store import open as open_store
 
     fallbacks = [f for f in (args.fallback or "").split(",") if f]
     if args.report:
-        _check_output_path(Path(args.report))
+        check_output_path(Path(args.report))
     with open_store(args.store) as store:
-        result = write_matrix(store, args.vocab, args.out, num_words=args.num_words,
+        result = save_matrix(store, args.vocab, args.out, num_words=args.num_words,
                               oov=args.oov, fallbacks=fallbacks, seed=args.seed)
     print(f"{result.summary()} -> {args.out}")
     if args.report:
@@ -287,6 +244,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# Library messages name keyword arguments; the command line names its flags instead.
+_OPTION_RE = re.compile(
+    r"\b(on_bad_line|unicode_errors|limit|format|force|num_words|oov|seed|fallbacks)"
+    r"=(\"[^\"]*\"|'[^']*'|[\w.,-]+)")
+
+
+def as_flags(message: str) -> str:
+    """``on_bad_line="skip"`` -> ``--on-bad-line skip``, ``force=True`` -> ``--force``."""
+    def flag(m: re.Match[str]) -> str:
+        name, value = m.group(1), m.group(2).strip("\"'")
+        option = "--" + ("fallback" if name == "fallbacks" else name.replace("_", "-"))
+        if name == "force":
+            return option
+        return f"{option} {value}"
+
+    return _OPTION_RE.sub(flag, message)
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, EmbstoreError):
         if exc.filename is not None:
@@ -294,7 +269,7 @@ def _one_line(exc: BaseException) -> str:
         return str(exc.strerror or exc)
     if isinstance(exc, KeyError):
         return f"not found: {exc.args[0]!r}"
-    return " ".join(str(exc).split())
+    return as_flags(" ".join(str(exc).split()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,8 +36,8 @@ def _neighbours(store: object, word: str, k: int = 5) -> list[str]:
 
 def run_demo(vectors: str | None = None, vocab: str | None = None,
              workdir: str | os.PathLike[str] = "demo-output") -> int:
-    from ._convert.converter import convert
-    from .cli import write_matrix
+    from ._convert.convert import convert
+    from .matrix import save_matrix
     from .store import open as open_store
     from .verifier import verify
 
@@ -66,7 +66,7 @@ def run_demo(vectors: str | None = None, vocab: str | None = None,
         report_path = out / "matrix-report.json"
         print(f"3. embstore matrix {store_path} {vocab_path} --out {matrix_path} "
               "--oov random --fallback lower,title")
-        result = write_matrix(store, vocab_path, matrix_path, oov="random",
+        result = save_matrix(store, vocab_path, matrix_path, oov="random",
                               fallbacks=["lower", "title"], seed=0)
         report_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n",
                                encoding="utf-8")

@@ -1,15 +1,22 @@
-"""The exception hierarchy.
+"""The exception hierarchy: one tree, one type per condition on every path.
 
-Every error embstore raises on purpose derives from :class:`EmbstoreError`, so callers can
-catch one type.  Two kinds matter to users and carry enough context to act on:
+::
 
-* :class:`FormatError` -- a file that should be a store is not one, is damaged, or was written
-  by a newer major version.
-* :class:`ConversionError` -- an input vector file is malformed.  It names the file and the
-  line (text) or byte offset (binary), what was expected and what was found.
+    EmbstoreError
+    ├── FormatError            a store is not one, is damaged, or needs a newer embstore
+    ├── ConversionError        input vectors are malformed (ValueError): file, line/offset,
+    │                          expected vs found, and the fix as a keyword argument
+    ├── StoreLimitError        more rows, a larger dimension or more metadata than a store
+    │                          holds (ValueError)
+    ├── VocabularyError        a vocabulary cannot be interpreted (ValueError)
+    ├── StoreClosedError       the store was closed (ValueError)
+    ├── StoreExistsError       the destination exists and force was not given (FileExistsError)
+    └── StoreWriteError        writing failed: disk full, file too large, I/O error (OSError)
 
-Built-in exceptions keep their meaning: a missing file is ``FileNotFoundError``, a missing word
-is ``KeyError``, a bad argument is ``ValueError`` / ``TypeError``.
+Messages speak the library's language (``on_bad_line="skip"``, ``limit=3381``); the command
+line translates them to its flags.  Built-in exceptions keep their meaning: a missing file is
+``FileNotFoundError``, a missing word is ``KeyError``, a bad argument is ``ValueError`` /
+``TypeError``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ __all__ = [
     "ConversionError",
     "EmbstoreError",
     "FormatError",
+    "StoreClosedError",
     "StoreExistsError",
+    "StoreLimitError",
     "StoreWriteError",
     "VocabularyError",
 ]
@@ -45,11 +54,11 @@ class StoreExistsError(EmbstoreError, FileExistsError):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         super().__init__(
-            f"{self.path}: destination already exists; pass force=True (--force) to replace it"
+            f"{self.path}: destination already exists; pass force=True to replace it"
         )
 
 
-class ConversionError(EmbstoreError):
+class ConversionError(EmbstoreError, ValueError):
     """An input vector file could not be converted.
 
     ``str(err)`` is one line: ``path:line: what is wrong (expected ..., found ...); hint``.
@@ -85,6 +94,18 @@ class ConversionError(EmbstoreError):
 
 class VocabularyError(EmbstoreError, ValueError):
     """A vocabulary given to ``build_matrix`` cannot be interpreted."""
+
+
+class StoreLimitError(EmbstoreError, ValueError):
+    """What is being written does not fit the format's limits (rows, dimension, metadata)."""
+
+
+class StoreClosedError(EmbstoreError, ValueError):
+    """The store was closed; every access raises rather than answering as if it were empty."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path}: the store is closed")
 
 
 class StoreWriteError(EmbstoreError, OSError):

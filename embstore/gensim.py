@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._version import __version__
 from .errors import StoreExistsError
 
 if TYPE_CHECKING:
-    from ._convert.converter import ConversionReport
+    from ._convert.report import ConversionReport
     from .store import EmbeddingStore
 
 __all__ = ["from_keyedvectors", "to_keyedvectors"]
@@ -64,14 +63,16 @@ def from_keyedvectors(kv: Any, dst: str | os.PathLike[str], *,
 
     Raises:
         StoreExistsError: ``dst`` exists and ``force`` is false.
-        ValueError: ``kv`` is empty, a vector is NaN or infinite (after rounding to
-            float32), or a key is not valid Unicode.
+        ValueError: ``kv`` is empty.
+        ConversionError: a vector is NaN or infinite (after rounding to float32), or a key
+            is not valid Unicode (a ``ValueError`` too).
+        TypeError: ``kv`` is neither a ``KeyedVectors`` nor a model with ``.wv``.
     """
-    from ._build.vocabulary import VocabularyBuilder
-    from ._build.writer import StoreWriter
-    from ._convert.converter import ConversionReport
+    from ._build.builder import StoreBuilder, provenance
+    from ._convert.report import ConversionReport
 
     t0 = time.perf_counter()
+    kv = _keyed_vectors_of(kv)
     keys = kv.index_to_key
     vectors = kv.vectors
     n = len(keys)
@@ -83,69 +84,35 @@ def from_keyedvectors(kv: Any, dst: str | os.PathLike[str], *,
     dst_path = Path(dst)
     if not force and dst_path.exists():
         raise StoreExistsError(dst_path)
+    label = f"<{type(kv).__name__}>"
     batch = max(1, min(1 << 18, BATCH_BYTES // (4 * dim)))
-    duplicates = 0
-    with StoreWriter(dst_path, dim, force=force) as writer:
-        vocab = VocabularyBuilder(n)
+    with StoreBuilder(dst_path, dim, force=force, expected_rows=n, label=label) as builder:
         for a in range(0, n, batch):
             b = min(n, a + batch)
-            words = [_key_text(k) for k in keys[a:b]]
-            try:
-                encoded = [w.encode("utf-8") for w in words]
-            except UnicodeEncodeError:
-                bad = next(w for w in words if not _encodable(w))
-                raise ValueError(f"key {bad!r} is not valid Unicode (lone surrogate); a store "
-                                 "holds UTF-8 words") from None
-            rows = _float32_rows(vectors[a:b])
-            finite = np.isfinite(rows).all(axis=1)
-            if not finite.all():
-                i = int(np.flatnonzero(~finite)[0])
-                raise ValueError(f"the vector of {words[i]!r} (row {a + i}) holds NaN or "
-                                 "infinity in float32; a store holds finite vectors only")
-            k = b - a
-            wen = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=k))
-            wst = wen - np.fromiter(map(len, encoded), dtype=np.int64, count=k)
-            src = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-            if src.size == 0:  # every word of the batch is ''
-                src = np.zeros(1, dtype=np.uint8)
-            keep = np.zeros(k, dtype=np.uint8)
-            dups = vocab.insert(src, wst, wen, np.arange(k, dtype=np.int64), keep)
-            if dups:
-                duplicates += dups
-                rows = rows[keep.view(bool)]
-            writer.write_vectors(rows)
-        words_b, offsets, index = vocab.finish()
-        metadata = {
-            "embstore_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "source": {
-                "name": type(kv).__name__,
-                "format": "keyedvectors",
-                "compression": None,
-                "bytes": int(vectors.nbytes),
-                "declared_rows": n,
-            },
-            "records": n,
-            "duplicates": duplicates,
-            "skipped_lines": 0,
-            "limit": None,
-        }
-        store_bytes = writer.finish(words_b, offsets, index, metadata)
-        rows_written = writer.n_rows
+            builder.add([_key_text(k) for k in keys[a:b]], vectors[a:b], first_row=a)
+        metadata = provenance(
+            {"name": type(kv).__name__, "format": "keyedvectors", "compression": None,
+             "bytes": int(vectors.nbytes), "declared_rows": n},
+            records=n, duplicates=builder.duplicates, skipped_lines=0, limit=None)
+        built = builder.finish(metadata)
     return ConversionReport(
-        source=f"<{type(kv).__name__}>", destination=str(dst_path), format="keyedvectors",
-        compression=None, rows=rows_written, dim=dim, records=n, duplicates=duplicates,
+        source=label, destination=str(dst_path), format="keyedvectors",
+        compression=None, rows=built.rows, dim=dim, records=n, duplicates=built.duplicates,
         skipped_lines=0, blank_lines=0, declared_rows=n, bytes_read=int(vectors.nbytes),
-        input_bytes=int(vectors.nbytes), store_bytes=store_bytes,
+        input_bytes=int(vectors.nbytes), store_bytes=built.file_bytes,
         seconds=time.perf_counter() - t0)
 
 
-def _encodable(word: str) -> bool:
-    try:
-        word.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def _keyed_vectors_of(model: Any) -> Any:
+    """``model`` itself when it is a ``KeyedVectors``; the ``.wv`` of a ``Word2Vec`` /
+    ``FastText`` / ``Doc2Vec`` model (what users pass by mistake)."""
+    if hasattr(model, "index_to_key") and hasattr(model, "vectors"):
+        return model
+    wv = getattr(model, "wv", None)
+    if wv is not None and hasattr(wv, "index_to_key") and hasattr(wv, "vectors"):
+        return wv
+    raise TypeError(f"expected a gensim KeyedVectors (or a model with .wv), got "
+                    f"{type(model).__name__}")
 
 
 def _first_repeat(words: list[str]) -> str:
@@ -155,14 +122,6 @@ def _first_repeat(words: list[str]) -> str:
             return w
         seen.add(w)
     raise AssertionError("no repeated word")
-
-
-def _float32_rows(block: np.ndarray) -> np.ndarray:
-    """``block`` as C-contiguous float32, without a copy when it already is one."""
-    if block.dtype == np.float32 and block.flags.c_contiguous:
-        return block
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: rejected
-        return np.ascontiguousarray(block, dtype=np.float32)
 
 
 def to_keyedvectors(store: EmbeddingStore, words: Iterable[str] | None = None, *,

@@ -10,34 +10,29 @@ stays near the size of the output rather than of the store.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
-from collections.abc import Callable, Sequence
+import os
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import format as fmt
-from .lookup import lookup_rows
+from ._atomic import check_output_path
+from .errors import EmbstoreError
+from .lookup import FALLBACKS, check_fallbacks, resolve_rows
 from .vocab import VocabLike, normalize
 
 if TYPE_CHECKING:
     from .store import EmbeddingStore
 
-__all__ = ["FALLBACKS", "OOV_MODES", "MatrixResult", "VocabLike", "build_matrix"]
+__all__ = ["FALLBACKS", "OOV_MODES", "MatrixResult", "VocabLike", "build_matrix", "save_matrix"]
 
 OOV_MODES = ("zeros", "mean", "random")
-
-
-def _title(word: str) -> str:
-    return word.capitalize()
-
-
-FALLBACKS: dict[str, Callable[[str], str]] = {
-    "lower": str.lower,
-    "title": _title,  # first letter upper case, the rest lower case
-    "upper": str.upper,
-}
 
 WINDOW_BYTES = 4 << 20  # gather window when releasing mapped pages: a multiple of 2 MiB
 RELEASE_SPAN = 64 << 20  # release pages only when the gather spans more than this
@@ -116,11 +111,7 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
     """
     if oov not in OOV_MODES:
         raise ValueError(f"oov must be one of {', '.join(OOV_MODES)}, not {oov!r}")
-    if isinstance(fallbacks, str):
-        fallbacks = [f for f in fallbacks.split(",") if f]
-    for rule in fallbacks:
-        if rule not in FALLBACKS:
-            raise ValueError(f"unknown fallback {rule!r}; choose from {', '.join(FALLBACKS)}")
+    fallbacks = check_fallbacks(fallbacks)
     v = normalize(vocab, num_words)
     dim = store.dim
     if out is None:
@@ -131,28 +122,12 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
         matrix = out
         known_zero = _out_is_zero  # e.g. a freshly created (sparse) .npy memmap
 
-    rows = lookup_rows(store, v.words)
     # Every requested rule is reported, with 0 when it found nothing or was not needed.
-    fallback_hits: dict[str, int] = dict.fromkeys(fallbacks, 0)
-    if fallbacks:
-        miss = np.flatnonzero(rows < 0)
-        for rule in fallbacks:
-            if miss.size == 0:
-                break
-            # Transform every missing word (map runs the str method in C) and look them all
-            # up: a variant equal to its word just misses again, which costs less than
-            # filtering in a Python loop.
-            words = v.words
-            alts = list(map(FALLBACKS[rule], [words[i] for i in miss.tolist()]))
-            alt_rows = lookup_rows(store, alts)
-            hit = alt_rows >= 0
-            rows[miss[hit]] = alt_rows[hit]
-            fallback_hits[rule] = int(hit.sum())
-            miss = miss[~hit]
+    rows, fallback_hits = resolve_rows(store, v.words, fallbacks)
 
     # The probes touched index, offsets and word pages all over a big store; drop them from
     # this process (the page cache keeps them) so resident memory stays near the output's.
-    store._release_vocabulary_pages()
+    store.release_vocabulary()
     hit_mask = rows >= 0
     # Classic-recipe semantics when several words share a row: the last found one wins.
     found_idx = np.flatnonzero(hit_mask)
@@ -245,7 +220,7 @@ def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndar
     vectors = store.vectors
     row_bytes = store.dim * 4
     span = (int(rows_sorted[-1]) - int(rows_sorted[0]) + 1) * row_bytes
-    if span <= RELEASE_SPAN or store._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+    if span <= RELEASE_SPAN or not store.can_release:
         kgather.gather_into(vectors, rows_sorted, dest_sorted, out)
         return
     # Windows are WINDOW_BYTES-aligned byte ranges of the file (a multiple of the 2 MiB huge
@@ -265,3 +240,32 @@ def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndar
     release[-1] = min(-(-int(edges[-1]) // page) * page, -(-vlen // page) * page)
     kgather.gather_release(vectors, rows_sorted, dest_sorted, out, bounds, release, page,
                            mmap.MADV_DONTNEED)
+
+
+def save_matrix(store: EmbeddingStore, vocab: VocabLike, out_path: str | os.PathLike[str],
+                **options: Any) -> MatrixResult:
+    """Build a matrix straight into ``out_path`` (.npy), published atomically; the result's
+    ``matrix`` is the saved file, mapped read-only."""
+    out_path = Path(out_path)
+    check_output_path(out_path)
+    vocabulary = normalize(vocab, options.pop("num_words", None))
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        # Built straight into the file's mapping: no second copy of the matrix in memory.
+        # No msync: like np.save, the page cache writes it back (an msync would wait for
+        # the disk); the rename below makes it appear complete or not at all.
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                       shape=(vocabulary.rows, store.dim))
+        result = build_matrix(store, vocabulary, out=mm, _out_is_zero=True, **options)
+        del mm
+        result.matrix = np.load(tmp, mmap_mode="r")
+        os.replace(tmp, out_path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if (isinstance(exc, OSError) and not isinstance(exc, EmbstoreError)
+                and exc.filename == os.fspath(tmp) and exc.errno is not None):
+            # e.g. no write permission: report the output path, not the temporary name
+            raise type(exc)(exc.errno, exc.strerror, os.fspath(out_path)) from None
+        raise
+    return result

@@ -9,7 +9,6 @@ are scanned in windows whose mapped pages are released afterwards, so memory sta
 
 from __future__ import annotations
 
-import mmap
 import os
 import time
 from dataclasses import dataclass, field
@@ -48,18 +47,10 @@ class VerifyReport:
         return f"{self.path}: DAMAGED: {shown}{more}"
 
 
-def _release(store: EmbeddingStore, start: int, length: int) -> None:
-    a = start // fmt.PAGE * fmt.PAGE
-    b = min(fmt.align(start + length), store.file_size)
-    if b > a and store._map is not None:
-        store._map.madvise(mmap.MADV_DONTNEED, a, b - a)
-
-
 def _section_of(header: fmt.Header, offset: int) -> str:
-    for kind in fmt.SECTION_ORDER:
-        entry = header.sections[kind]
+    for entry in header.sections.values():  # in file order
         if offset < fmt.align(entry.end):
-            return kind.name.lower()
+            return entry.name
     return "end of file"
 
 
@@ -83,9 +74,8 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
 
     # 1. checksums of every block after the header
     checks = h.sections[fmt.Section.CHECKSUMS]
-    body = np.frombuffer(store._map, dtype=np.uint8, count=checks.offset - fmt.HEADER_LENGTH,
-                         offset=fmt.HEADER_LENGTH)
-    stored = np.frombuffer(store._map, dtype="<u8", count=checks.length // 8, offset=checks.offset)
+    body = store.raw(fmt.HEADER_LENGTH, checks.offset - fmt.HEADER_LENGTH)
+    stored = store.raw(checks.offset, checks.length).view("<u8")
     block = 1 << h.block_log2
     per_window = max(1, WINDOW // block)
     n_blocks = stored.size
@@ -99,22 +89,23 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             at = fmt.HEADER_LENGTH + (b0 + int(i)) * block
             problem(f"checksum mismatch in block {b0 + int(i)} (bytes {at}..{at + block - 1}, "
                     f"{_section_of(h, at)} section)")
-        _release(store, fmt.HEADER_LENGTH + b0 * block, chunk.size)
+        store.release(fmt.HEADER_LENGTH + b0 * block, chunk.size)
 
     # 2. vocabulary structure and index
-    woff = store._offsets
-    nb = store._bytes.size
+    arrays = store.vocab_arrays
+    woff = arrays.offsets
+    nb = arrays.data.size
     bad_off = kverify.check_offsets(woff, np.uint64(nb))
     if bad_off >= 0:
         problem(f"word offsets out of order or bounds at row {bad_off}")
     else:
         bad_rows = np.empty(h.n_rows, dtype=np.uint8)
-        kverify.check_rows(woff, store._bytes, store._index, h.n_rows, bad_rows)
+        kverify.check_rows(woff, arrays.data, arrays.index, h.n_rows, bad_rows)
         reasons = {2: "word is not valid UTF-8",
                    3: "index does not lead back to this row (corrupt index or duplicate word)"}
         for r in np.flatnonzero(bad_rows)[:MAX_PROBLEMS]:
             problem(f"row {int(r)}: {reasons[int(bad_rows[r])]}")
-        occupied = int(kverify.count_occupied(store._index))
+        occupied = int(kverify.count_occupied(arrays.index))
         if occupied != h.n_rows:
             problem(f"index holds {occupied} entries for {h.n_rows} rows")
 
@@ -128,7 +119,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         kverify.nonfinite_rows(part, flags)
         for r in np.flatnonzero(flags)[:MAX_PROBLEMS]:
             problem(f"row {r0 + int(r)}: vector has a NaN or infinity")
-        _release(store, base + r0 * 4 * h.dim, part.nbytes)
+        store.release(base + r0 * 4 * h.dim, part.nbytes)
     if not (np.isfinite(store.mean).all() and np.isfinite(store.std).all()):
         problem("statistics section holds non-finite values")
     elif (store.std < 0).any():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import embstore
-from embstore._convert import converter
+from embstore._convert import limits as converter
 
 # file -> (gensim keyword arguments, format embstore must detect, rows, dim)
 GENSIM_FILES: dict[str, tuple[dict[str, Any], str, int, int]] = {
@@ -112,7 +112,7 @@ def test_invalid_utf8_strict_names_the_line(name: str, gensim_data: Path,
     assert err.line == line
     assert str(err).startswith(f"{path}:{line}: ")
     assert "not valid UTF-8" in str(err)
-    assert "--unicode-errors" in str(err)
+    assert 'unicode_errors="replace"' in str(err)
     assert "\n" not in str(err)
     assert not (tmp_path / "out.emb").exists()
     # gensim refuses the same file under strict decoding too.
@@ -129,7 +129,7 @@ def test_pretrained_vec_promises_more_rows_than_it_has(gensim_data: Path,
     assert err.line == 2  # the last line of the file, where the rows run out
     assert str(err).startswith(f"{path}:2: ")
     assert "header declares 3 rows" in str(err) and "ends after 1" in str(err)
-    assert "--limit 1" in str(err)
+    assert "limit=1" in str(err)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(EOFError):
         gensim_load(str(path))
@@ -236,7 +236,7 @@ def test_format_text_on_a_file_without_header(gensim_data: Path, tmp_path: Path)
         embstore.convert(path, tmp_path / "out.emb", format="text", quiet=True)
     assert info.value.line == 1
     assert "expected a header line 'count dim'" in str(info.value)
-    assert "--format glove" in str(info.value)
+    assert 'format="glove"' in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -298,8 +298,10 @@ def test_same_input_gives_identical_sections(gensim_data: Path, tmp_path: Path) 
         stores.append(embstore.open(tmp_path / name))
     a, b = stores
     assert a.header == b.header
-    for attr in ("vectors", "_offsets", "_bytes", "_index", "mean", "std"):
+    for attr in ("vectors", "mean", "std"):
         assert np.array_equal(getattr(a, attr), getattr(b, attr)), attr
+    for attr in ("offsets", "data", "index"):
+        assert np.array_equal(getattr(a.vocab_arrays, attr), getattr(b.vocab_arrays, attr)), attr
 
 
 @pytest.mark.parametrize("name", ["lee_fasttext.vec", "euclidean_vectors.bin", "test_glove.txt",

@@ -152,7 +152,7 @@ def test_header_promises_more_rows_than_present(data: str, line: int, declared: 
     text = line_error(fails(data), line)
     assert f"header declares {declared} rows but the file ends after {have}" in text
     if have:
-        assert f"--limit {have}" in text
+        assert f"limit={have}" in text
 
 
 @pytest.mark.parametrize(("data", "line"), [
@@ -165,7 +165,7 @@ def test_more_rows_than_the_header_declares(data: str, line: int, fails: Fails,
                                             tmp_mode: str) -> None:
     text = line_error(fails(data), line)
     assert "more rows than the header declares" in text
-    assert "--limit" in text
+    assert "limit=" in text
 
 
 def test_more_rows_than_declared_far_after_the_header(fails: Fails,
@@ -193,7 +193,7 @@ def test_truncated_binary_record(newline: bool, fails: Fails,
     record_start = cut.rindex(b"word2")
     text = offset_error(fails(cut, name="v.bin"), record_start)
     assert "truncated record 3: expected a word, a space and 16 bytes of vector" in text
-    assert "--limit 2" in text
+    assert "limit=2" in text
 
 
 def test_binary_header_promises_more_rows(fails: Fails, make_binary: Callable[..., bytes]
@@ -419,7 +419,7 @@ def test_binary_empty_word_is_refused(fails: Fails, make_binary: Callable[..., b
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from embstore._convert import converter
+    from embstore._convert import limits as converter
 
     monkeypatch.setattr(converter, "BLOCK_SIZE", 1024)
     monkeypatch.setattr(converter, "PART", 50)

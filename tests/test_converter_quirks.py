@@ -538,7 +538,7 @@ def test_random_quirky_files_against_a_plain_reading(seed: int, block: int | Non
                                                      assert_same_bits: SameBits) -> None:
     """With small blocks, lines straddle blocks, parse parts and row batches, and a block
     holds several row batches."""
-    from embstore._convert import converter
+    from embstore._convert import limits as converter
 
     if block is not None:
         monkeypatch.setattr(converter, "BLOCK_SIZE", block)

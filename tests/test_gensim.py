@@ -28,7 +28,7 @@ SAME_BYTES = (fmt.Section.VECTORS, fmt.Section.WORD_OFFSETS, fmt.Section.WORD_BY
 
 def section_bytes(store, kind):
     entry = store.header.sections[kind]
-    return bytes(store._map[entry.offset:entry.end])
+    return bytes(store.raw(entry.offset, entry.length))
 
 
 def assert_same_store(a_path, b_path):

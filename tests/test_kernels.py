@@ -204,7 +204,7 @@ def test_xxh64_blocks_on_a_read_only_map(build_store: Callable[..., Any]) -> Non
     raw = path.read_bytes()
     with embstore.open(path) as store:
         checks = store.header.sections[fmt.Section.CHECKSUMS]
-        body = np.frombuffer(store._map, dtype=np.uint8, count=checks.offset - 4096, offset=4096)
+        body = store.raw(4096, checks.offset - 4096)
         assert not body.flags.writeable
         n = checks.length // 8
         assert n == 2  # the body is a little over 1 MiB
@@ -248,10 +248,10 @@ def test_lookup_words_against_a_dict(mapped: Any) -> None:
     q = queries(words, np.random.default_rng(0))
     want = [index.get(w, -1) for w in q]
     qbuf, qoff = encode(q)
-    assert not store._index.flags.writeable and not store._bytes.flags.writeable
+    assert not store.vocab_arrays.index.flags.writeable and not store.vocab_arrays.data.flags.writeable
     tables = {
-        "mapped": (store._index, store._offsets, store._bytes),
-        "copies": (np.array(store._index), np.array(store._offsets), np.array(store._bytes)),
+        "mapped": (store.vocab_arrays.index, store.vocab_arrays.offsets, store.vocab_arrays.data),
+        "copies": (np.array(store.vocab_arrays.index), np.array(store.vocab_arrays.offsets), np.array(store.vocab_arrays.data)),
     }
     for arrays in tables.values():
         for kernel in (kindex.lookup_words.parallel, kindex.lookup_words.serial):
@@ -263,13 +263,13 @@ def test_lookup_words_against_a_dict(mapped: Any) -> None:
 
 def test_lookup_words_bounds_checks_a_corrupt_index(mapped: Any) -> None:
     store, words, _ = mapped
-    table = np.array(store._index)
+    table = np.array(store.vocab_arrays.index)
     row = store.get_index(words[10])
     slot = int(np.flatnonzero(table[:, 1] == row + 1)[0])
     table[slot, 1] = len(store) + 100  # points past the last row
     qbuf, qoff = encode([words[10], words[11]])
     out = np.empty(2, dtype=np.int64)
-    corrupt = kindex.lookup_words(qbuf, qoff, table, store._offsets, store._bytes, len(store),
+    corrupt = kindex.lookup_words(qbuf, qoff, table, store.vocab_arrays.offsets, store.vocab_arrays.data, len(store),
                                    out)
     assert corrupt == 1 and out[0] == -1 and out[1] == 11
 
@@ -277,12 +277,12 @@ def test_lookup_words_bounds_checks_a_corrupt_index(mapped: Any) -> None:
 def test_lookup_words_stops_on_a_full_table(mapped: Any) -> None:
     """A damaged table without empty slots must not loop forever."""
     store, words, _ = mapped
-    table = np.array(store._index)
+    table = np.array(store.vocab_arrays.index)
     table[:, 1] = np.where(table[:, 1] == 0, 1, table[:, 1])
     table[:, 0] = np.where(table[:, 0] == 0, 1, table[:, 0])
     qbuf, qoff = encode(["definitely-absent", words[5]])
     out = np.empty(2, dtype=np.int64)
-    kindex.lookup_words(qbuf, qoff, table, store._offsets, store._bytes, len(store), out)
+    kindex.lookup_words(qbuf, qoff, table, store.vocab_arrays.offsets, store.vocab_arrays.data, len(store), out)
     assert out[0] == -1 and out[1] == 5
 
 
@@ -463,12 +463,12 @@ def test_gather_rows_block_moments_and_checks_twins(mapped: Any) -> None:
     np.testing.assert_allclose(pa[5].sum(axis=0), (d * d).sum(axis=0), rtol=1e-12)
 
     pa, pr, sa, sr = both(kverify.check_rows,
-                          lambda: (store._offsets, store._bytes, store._index, len(store),
+                          lambda: (store.vocab_arrays.offsets, store.vocab_arrays.data, store.vocab_arrays.index, len(store),
                                    np.full(len(store), 9, np.uint8)))
     assert_same(pa, pr, sa, sr)
     assert not pa[4].any()
-    assert kverify.count_occupied.parallel(store._index) == len(store)
-    assert kverify.count_occupied.serial(store._index) == len(store)
+    assert kverify.count_occupied.parallel(store.vocab_arrays.index) == len(store)
+    assert kverify.count_occupied.serial(store.vocab_arrays.index) == len(store)
 
     bad = np.array(vecs)
     bad[[3, 4000], [1, 5]] = [np.nan, np.inf]
@@ -486,6 +486,8 @@ def test_serial_only_mode_gives_the_same_store(tmp_path: Path, gensim_data: Path
     embstore.convert(src, tmp_path / "serial.emb", quiet=True)
     a = embstore.open(tmp_path / "parallel.emb")
     b = embstore.open(tmp_path / "serial.emb")
-    for attr in ("vectors", "_offsets", "_bytes", "_index", "mean", "std"):
+    for attr in ("vectors", "mean", "std"):
         assert np.array_equal(getattr(a, attr), getattr(b, attr)), attr
+    for attr in ("offsets", "data", "index"):
+        assert np.array_equal(getattr(a.vocab_arrays, attr), getattr(b.vocab_arrays, attr)), attr
     assert embstore.verify(tmp_path / "serial.emb").ok

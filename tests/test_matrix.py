@@ -602,8 +602,8 @@ def test_windowed_gather_releasing_pages(lee, lee_texts, monkeypatch):
     got = lee.store.build_matrix(word_index, fallbacks=["title"])
     np.testing.assert_array_equal(got.matrix, expected.matrix)
     # Vocabulary pages released after the lookups (done for big stores) fault back in.
-    release = type(lee.store)._release_vocabulary_pages
-    monkeypatch.setattr(type(lee.store), "_release_vocabulary_pages",
+    release = type(lee.store).release_vocabulary
+    monkeypatch.setattr(type(lee.store), "release_vocabulary",
                         lambda self, threshold=0: release(self, 0))
     for _ in range(2):
         got = lee.store.build_matrix(word_index, fallbacks=["title"])

@@ -103,7 +103,7 @@ def test_refuses_an_existing_destination(tmp_path: Path, tmp_mode: str) -> None:
     with pytest.raises(embstore.StoreExistsError) as info:
         embstore.convert(src, dst, quiet=True)
     assert isinstance(info.value, FileExistsError)
-    assert "--force" in str(info.value) and str(dst) in str(info.value)
+    assert "force=True" in str(info.value) and str(dst) in str(info.value)
     with pytest.raises(embstore.StoreExistsError):
         StoreWriter(dst, 2)
     assert dst.read_bytes() == b"precious"

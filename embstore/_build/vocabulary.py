@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import format as fmt
 from .._kernels import index as kindex
+from ..errors import StoreLimitError
 
 
 class VocabularyBuilder:
@@ -31,7 +32,8 @@ class VocabularyBuilder:
         """Make room for ``rows`` more words totalling ``nbytes`` bytes."""
         need_rows = self.n_rows + rows
         if need_rows > fmt.MAX_ROWS:
-            raise OverflowError(f"more than {fmt.MAX_ROWS} distinct words")
+            raise StoreLimitError(f"more than {fmt.MAX_ROWS:,} distinct words; a store holds at "
+                                  f"most {fmt.MAX_ROWS:,}")
         if need_rows + 1 > self.offsets.size:
             grown = np.zeros(max(need_rows + 1, self.offsets.size * 2), dtype=np.uint64)
             grown[: self.n_rows + 1] = self.offsets[: self.n_rows + 1]

@@ -17,55 +17,17 @@ import os
 import queue
 import secrets
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import format as fmt
-from ..errors import StoreExistsError, StoreWriteError
+from .._atomic import TMP_TAG, fsync_directory, remove_stale_temporaries
+from ..errors import StoreExistsError, StoreLimitError, StoreWriteError
 
-_TMP_TAG = ".embstore-tmp-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(dst: Path) -> None:
-    """Delete named temporaries of ``dst`` left by conversions that were killed."""
-    prefix = f".{dst.name}{_TMP_TAG}"
-    try:
-        names = os.listdir(dst.parent)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        pid_text = name[len(prefix):].split("-", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            with contextlib.suppress(OSError):
-                os.unlink(dst.parent / name)
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make a rename durable; best effort, as some filesystems refuse directory fsync."""
-    try:
-        dfd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+_TMP_TAG = TMP_TAG  # the temporary-name tag, for tests
 
 
 class _BlockHasher:
@@ -137,7 +99,7 @@ class StoreWriter:
         self.force = force
         self.fsync = fsync
         if not 1 <= self.dim <= fmt.MAX_DIM:
-            raise ValueError(f"dimension {dim} out of range 1..{fmt.MAX_DIM}")
+            raise StoreLimitError(f"dimension {dim} out of range 1..{fmt.MAX_DIM}")
         if self.dst.is_dir():
             raise IsADirectoryError(errno.EISDIR, "destination is a directory", str(self.dst))
         if not force and self.dst.exists():
@@ -239,7 +201,7 @@ class StoreWriter:
 
     def _check_room(self, k: int) -> None:
         if self.n_rows + k > fmt.MAX_ROWS:
-            raise ValueError(f"a store holds at most {fmt.MAX_ROWS} rows")
+            raise StoreLimitError(f"a store holds at most {fmt.MAX_ROWS:,} rows")
 
     def _work(self) -> None:
         while True:
@@ -301,11 +263,14 @@ class StoreWriter:
     # -- the rest of the file -----------------------------------------------------------------
 
     def finish(self, words: np.ndarray, offsets: np.ndarray, index: np.ndarray,
-               metadata: dict[str, Any]) -> int:
+               metadata: dict[str, Any],
+               extras: Sequence[tuple[fmt.ExtraSection, np.ndarray]] = ()) -> int:
         """Write the remaining sections and the header, then publish; returns the file size.
 
         ``words``/``offsets`` hold the UTF-8 vocabulary in row order and ``index`` the
-        ``(slots, 2)`` uint32 table built by the rules of ``docs/FORMAT.md``.
+        ``(slots, 2)`` uint32 table built by the rules of ``docs/FORMAT.md``.  ``extras`` are
+        extension sections, written after METADATA in the order given.  The header carries
+        the oldest version that describes the file: 1.0 when there are no extras.
         """
         self._drain()
         n = self.n_rows
@@ -317,7 +282,8 @@ class StoreWriter:
             raise ValueError("index has the wrong size")
         meta_bytes = json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode("utf-8")
         if len(meta_bytes) > fmt.MAX_METADATA:
-            raise ValueError("metadata too large")
+            raise StoreLimitError(f"metadata is {len(meta_bytes):,} bytes as JSON; a store "
+                                  f"holds at most {fmt.MAX_METADATA:,}")
         std = np.sqrt(self._m2 / n)
         stats = np.concatenate([self._mean, std]).astype("<f8")
         parts = [
@@ -326,6 +292,7 @@ class StoreWriter:
             index.astype("<u4", copy=False),
             stats,
             np.frombuffer(meta_bytes, dtype=np.uint8),
+            *(data for _, data in extras),
         ]
         for part in parts:
             self._pad_to_page()
@@ -334,7 +301,8 @@ class StoreWriter:
         checksums_at = self._pos
         digests = self._hasher.finish().astype("<u8")
         lengths = fmt.section_lengths(n, self.dim, words.size, index.shape[0], len(meta_bytes))
-        sections = fmt.layout(lengths)
+        specs = [spec for spec, _ in extras]
+        sections = fmt.layout(lengths, specs)
         if (sections[fmt.Section.CHECKSUMS].offset != checksums_at
                 or sections[fmt.Section.CHECKSUMS].length != digests.size * 8):
             raise AssertionError("store layout and written bytes disagree")
@@ -344,8 +312,9 @@ class StoreWriter:
             while done < len(view):
                 done += os.pwrite(self._fd, view[done:], checksums_at + done)
             file_length = checksums_at + len(view)
-            header = fmt.Header(fmt.VERSION_MAJOR, fmt.VERSION_MINOR, file_length, n, self.dim,
-                                index.shape[0], fmt.BLOCK_LOG2, sections)
+            header = fmt.Header(fmt.VERSION_MAJOR, fmt.minor_for(fmt.DTYPE_FLOAT32_LE, specs),
+                                file_length, n, self.dim, index.shape[0], fmt.BLOCK_LOG2,
+                                sections)
             os.pwrite(self._fd, header.pack(), 0)
             if self.fsync:
                 os.fsync(self._fd)
@@ -392,7 +361,7 @@ class StoreWriter:
         self._named_tmp = None
         self.close()
         if self.fsync:
-            _fsync_directory(parent)
+            fsync_directory(parent)
 
     def close(self) -> None:
         """Stop the writer thread and drop the temporary file (if not yet published)."""

@@ -174,6 +174,11 @@ def kills(job: dict[str, Any]) -> dict[str, Any]:
 
     chk = Checker(job)
     rng = random.Random(job["seed"])
+    # Import and load in the parent what every forked trial runs, so that trials time the
+    # conversion itself: random kill moments must span it, publication included.
+    warm = Path(job["dst"]).with_name("warm-up.emb")
+    embstore.convert(job["src"], warm, quiet=True, force=True)
+    warm.unlink()
     census_path = job["dst"] + ".census"
     code, full = _run_trial(job, {}, census_path)  # a complete run: timing and call census
     if code != 0:

@@ -398,7 +398,8 @@ def rewrite_with_metadata(src: Path, dst: Path, metadata: dict[str, Any]) -> Non
 
     with embstore.open(src) as store, StoreWriter(dst, store.dim) as w:
         w.write_vectors(np.array(store.vectors))
-        w.finish(np.array(store._bytes), np.array(store._offsets), np.array(store._index),
+        arrays = store.vocab_arrays
+        w.finish(np.array(arrays.data), np.array(arrays.offsets), np.array(arrays.index),
                  metadata)
 
 
