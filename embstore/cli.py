@@ -7,6 +7,7 @@ line on stderr, without a traceback, and exit with status 1 (2 for usage errors)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -154,6 +155,21 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_subset(args: argparse.Namespace) -> int:
+    from .store import open as open_store
+
+    fallbacks = [f for f in (args.fallback or "").split(",") if f]
+    with open_store(args.store) as store:
+        result = store.subset(args.vocab, args.out, order=args.order, num_words=args.num_words,
+                              fallbacks=fallbacks, force=args.force)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        print(f"Wrote {result.rows:,} words x {result.dim} to {result.path} "
+              f"({human_bytes(result.file_bytes)})")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -225,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for --oov random (default 0)")
     p.add_argument("--report", metavar="FILE", help="write hits, misses and missing words as JSON")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("subset", help="write a smaller store holding only a vocabulary's words")
+    p.add_argument("store", help="the store to read")
+    p.add_argument("vocab", help="JSON word_index, or a text file with one token per line")
+    p.add_argument("out", help="the store to create")
+    p.add_argument("--order", choices=["store", "vocab"], default="store",
+                   help="row order: the source store's (default) or the vocabulary's ids")
+    p.add_argument("--num-words", type=_positive_int, metavar="N",
+                   help="only vocabulary ids below N, like the Keras Tokenizer")
+    p.add_argument("--fallback", metavar="RULES",
+                   help="comma-separated case fallbacks tried after a miss: lower,title,upper")
+    p.add_argument("--force", action="store_true", help="replace an existing store atomically")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_subset)
 
     p = sub.add_parser("demo", help="run convert -> info -> matrix on a built-in example")
     p.add_argument("--vectors", help="your vector file instead of the built-in example")

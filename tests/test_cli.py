@@ -272,3 +272,19 @@ def test_python_dash_m(store: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "embstore", "info", str(store), "--json"],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0 and json.loads(run.stdout)["words"] == 3
+
+
+@pytest.mark.parametrize(("library", "cli_text"), [
+    ('or skip bad lines with on_bad_line="skip"', "or skip bad lines with --on-bad-line skip"),
+    ("limit=3381 converts what is there", "--limit 3381 converts what is there"),
+    ("pass force=True to replace it", "pass --force to replace it"),
+    ('use unicode_errors="replace" or unicode_errors="ignore"',
+     "use --unicode-errors replace or --unicode-errors ignore"),
+    ("for a file without a header use format='glove'", "for a file without a header use --format glove"),
+    ("fallbacks=lower,title", "--fallback lower,title"),
+    ("a value x=3 and dim=4 stay", "a value x=3 and dim=4 stay"),
+])
+def test_library_hints_become_flags(library: str, cli_text: str) -> None:
+    from embstore.cli import as_flags
+
+    assert as_flags(library) == cli_text
