@@ -28,7 +28,7 @@ UNSAFE_CALLS = {"eval", "exec", "compile", "__import__", "execfile", "input"}
 
 
 def _sources() -> list[Path]:
-    files = sorted(PACKAGE.glob("*.py"))
+    files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 5, files
     return files
 
@@ -36,6 +36,7 @@ def _sources() -> list[Path]:
 def test_no_unsafe_imports_or_calls_in_the_package() -> None:
     problems = []
     for path in _sources():
+        rel = path.relative_to(PACKAGE).as_posix()  # "_kernels/_core.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -46,7 +47,7 @@ def test_no_unsafe_imports_or_calls_in_the_package() -> None:
                 names = []
             for name in names:
                 if name.split(".")[0] in UNSAFE_MODULES:
-                    problems.append(f"{path.name}:{getattr(node, 'lineno', 0)}: imports {name}")
+                    problems.append(f"{rel}:{getattr(node, 'lineno', 0)}: imports {name}")
             if isinstance(node, ast.Call):
                 fn = node.func
                 name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(
@@ -54,18 +55,21 @@ def test_no_unsafe_imports_or_calls_in_the_package() -> None:
                 builtin = isinstance(fn, ast.Name) or (isinstance(fn, ast.Attribute) and isinstance(
                     fn.value, ast.Name) and fn.value.id == "builtins")  # not re.compile()
                 if name in UNSAFE_CALLS and builtin:
-                    problems.append(f"{path.name}:{node.lineno}: calls {name}()")
+                    problems.append(f"{rel}:{node.lineno}: calls {name}()")
                 if name in ("system", "popen", "spawnv", "execv", "execve", "startfile"):
-                    problems.append(f"{path.name}:{node.lineno}: calls {name}()")
+                    problems.append(f"{rel}:{node.lineno}: calls {name}()")
                 if name == "load" and any(k.arg == "allow_pickle" and not (
                         isinstance(k.value, ast.Constant) and k.value.value is False)
                         for k in node.keywords):
-                    problems.append(f"{path.name}:{node.lineno}: np.load with pickles")
+                    problems.append(f"{rel}:{node.lineno}: np.load with pickles")
                 if name in ("loads", "load") and isinstance(fn, ast.Attribute) and isinstance(
                         fn.value, ast.Name) and fn.value.id in UNSAFE_MODULES:
-                    problems.append(f"{path.name}:{node.lineno}: {fn.value.id}.{name}()")
-                if name == "import_module" and path.name != "__init__.py":
-                    problems.append(f"{path.name}:{node.lineno}: dynamic import")
+                    problems.append(f"{rel}:{node.lineno}: {fn.value.id}.{name}()")
+                # data/make_example.py is the maintainer script that built the shipped example:
+                # it imports standard-library modules by name to collect their docstrings. It
+                # is not installed (embstore/data is not a package) and reads no data.
+                if name == "import_module" and rel not in ("__init__.py", "data/make_example.py"):
+                    problems.append(f"{rel}:{node.lineno}: dynamic import")
     assert not problems, "\n".join(problems)
 
 
