@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from importlib import resources
 from pathlib import Path
 
@@ -34,8 +35,45 @@ def _neighbours(store: object, word: str, k: int = 5) -> list[str]:
     return [words[int(i)] for i in order if words[int(i)] != word][:k]
 
 
+# Frequent short words and punctuation make poor "nearest to" examples.
+_STOP_WORDS = (
+    "a about after all also an and any are as at be been but by can could did do does for from "
+    "had has have he her his how if in into is it its just like may me more most my no not of "
+    "on one or other our out over said she should so some such than that the their them then "
+    "there these they this those through to too two under up very was we were what when where "
+    "which while who why will with would you your")
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+def _is_example_word(word: str) -> bool:
+    return len(word) >= 3 and word.isalpha() and word.lower() not in _STOP
+
+
+def sample_words(words: object, n: int = 3, scan: int = 20_000) -> list[str]:
+    """``n`` words to show lookups for: alphabetic, at least 3 letters, not stop words, from
+    the middle of the frequency range (vector files list words by decreasing frequency), so
+    the examples are neither ``the`` and ``,`` nor rare junk.  At most ``scan`` words read."""
+    total = len(words)  # type: ignore[arg-type]
+    start = total // 4
+    picked: list[str] = []
+    for lo, hi in ((start, min(total, start + scan)), (0, min(total, scan))):
+        for i in range(lo, hi):
+            w = words[i]  # type: ignore[index]
+            if _is_example_word(w) and w not in picked:
+                picked.append(w)
+                if len(picked) == n:
+                    return picked
+    return picked or [words[i] for i in range(min(n, total))]  # type: ignore[index]
+
+
+def _command(*parts: object) -> str:
+    """A command line to show, each argument quoted for a POSIX shell."""
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 def run_demo(vectors: str | None = None, vocab: str | None = None,
              workdir: str | os.PathLike[str] = "demo-output") -> int:
+    from ._atomic import write_atomic
     from ._convert.convert import convert
     from .matrix import save_matrix
     from .store import open as open_store
@@ -48,11 +86,12 @@ def run_demo(vectors: str | None = None, vocab: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "vectors.emb"
 
-    print(f"1. embstore convert {src} {store_path} --force")
+    print(f"1. {_command('embstore', 'convert', src, store_path, '--force')}")
     report = convert(src, store_path, force=True)
     print(f"   {report}")
 
-    print(f"2. embstore info {store_path} / embstore verify {store_path}")
+    print(f"2. {_command('embstore', 'info', store_path)} / "
+          f"{_command('embstore', 'verify', store_path)}")
     checked = verify(store_path)
     print(f"   {checked}")
 
@@ -64,12 +103,14 @@ def run_demo(vectors: str | None = None, vocab: str | None = None,
             Path(vocab_path).write_text("\n".join(tokens) + "\n", encoding="utf-8")
         matrix_path = out / "matrix.npy"
         report_path = out / "matrix-report.json"
-        print(f"3. embstore matrix {store_path} {vocab_path} --out {matrix_path} "
-              "--oov random --fallback lower,title")
+        command = _command("embstore", "matrix", store_path, vocab_path, "--out", matrix_path,
+                           "--oov", "random", "--fallback", "lower,title", "--force")
+        print(f"3. {command}")
+        # force: the demo's outputs are replaced on every run (atomically; only by their kind)
         result = save_matrix(store, vocab_path, matrix_path, oov="random",
-                              fallbacks=["lower", "title"], seed=0)
-        report_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                               encoding="utf-8")
+                             fallbacks=["lower", "title"], seed=0, force=True)
+        write_atomic(report_path, (json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+                                   + "\n").encode("utf-8"), kind="report", force=True)
         print(f"   {result.summary()} -> {matrix_path}")
         if result.missing:
             shown = ", ".join(result.missing[:8])
@@ -78,7 +119,7 @@ def run_demo(vectors: str | None = None, vocab: str | None = None,
 
         print("4. lookups")
         sample = [w for w in ("list", "file", "string", "error") if w in store] if builtin \
-            else list(store.words[:3])
+            else sample_words(store.words)
         for word in sample:
             if len(store) <= 200_000:
                 print(f"   nearest to {word!r}: {', '.join(_neighbours(store, word))}")

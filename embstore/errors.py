@@ -10,8 +10,13 @@
     │                          holds (ValueError)
     ├── VocabularyError        a vocabulary cannot be interpreted (ValueError)
     ├── StoreClosedError       the store was closed (ValueError)
-    ├── StoreExistsError       the destination exists and force was not given (FileExistsError)
-    └── StoreWriteError        writing failed: disk full, file too large, I/O error (OSError)
+    ├── StoreExistsError       an output (store, matrix, report) exists and force was not given
+    │                          (FileExistsError)
+    ├── OutputError            an output path is refused: it is an input or another output, it
+    │                          is not a file name, or force would replace something that is not
+    │                          a previous output of the same kind (ValueError)
+    └── StoreWriteError        writing an output failed: disk full, file too large, I/O error
+                               (OSError)
 
 Messages speak the library's language (``on_bad_line="skip"``, ``limit=3381``); the command
 line translates them to its flags.  Built-in exceptions keep their meaning: a missing file is
@@ -27,6 +32,7 @@ __all__ = [
     "ConversionError",
     "EmbstoreError",
     "FormatError",
+    "OutputError",
     "StoreClosedError",
     "StoreExistsError",
     "StoreLimitError",
@@ -49,7 +55,7 @@ class FormatError(EmbstoreError):
 
 
 class StoreExistsError(EmbstoreError, FileExistsError):
-    """The destination of a conversion exists and replacing it was not asked for."""
+    """An output (a store, a matrix, a report) exists and replacing it was not asked for."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -108,18 +114,33 @@ class StoreClosedError(EmbstoreError, ValueError):
         super().__init__(f"{self.path}: the store is closed")
 
 
-class StoreWriteError(EmbstoreError, OSError):
-    """Writing a store failed (disk full, file too large, I/O error).
+class OutputError(EmbstoreError, ValueError):
+    """An output path is refused before anything is written.
 
-    Nothing was published: the destination is untouched and the temporary file is removed.
+    It names one of the command's inputs or another of its outputs (also through a symbolic
+    or hard link), it is not a file name (it ends with a separator), or ``force`` would
+    replace a file that is not a previous output of the same kind.
     """
 
-    def __init__(self, path: str | os.PathLike[str], cause: OSError) -> None:
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = os.fspath(path)
+        super().__init__(message)
+
+
+class StoreWriteError(EmbstoreError, OSError):
+    """Writing an output failed (disk full, file too large, I/O error).
+
+    Nothing was published: the destination is untouched and the temporary file is removed.
+    ``what`` names the output in the message: ``"store"``, ``"matrix"`` or ``"report"``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], cause: OSError, what: str = "store") -> None:
         self.path = os.fspath(path)
         self.cause = cause
+        self.what = what
         detail = cause.strerror or str(cause)
         super().__init__(
-            cause.errno, f"{self.path}: cannot write the store: {detail} (nothing was written there)"
+            cause.errno, f"{self.path}: cannot write the {what}: {detail} (nothing was written there)"
         )
 
     def __str__(self) -> str:

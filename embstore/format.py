@@ -31,6 +31,10 @@ MINOR_CORE = 0  # the minor of a file holding only the core sections, float32
 PAGE = 4096
 HEADER_LENGTH = PAGE
 HASH_FNV1A64_FMIX64 = 1
+HASH_SIPHASH13 = 2  # keyed by the header's hash_key (1.1)
+HASHES = (HASH_FNV1A64_FMIX64,)  # readable hashes; 2 is specified, not yet written
+MAX_PROBES = 1024  # no run of occupied index slots is longer; readers stop there
+REHASH_PROBES = 256  # a writer switches to the keyed hash past this many probes
 BLOCK_LOG2 = 20  # checksum block: 1 MiB
 MAX_ROWS = 0xFFFF_FFFE  # row + 1 must fit a uint32 index entry
 MAX_DIM = 1 << 20
@@ -41,6 +45,8 @@ _HEADER = struct.Struct("<8sHHIQQQIIQIIII")
 # magic, major, minor, header_length, file_length, n_rows, dim, dtype, hash_id,
 # n_slots, block_log2, n_sections, flags, header_crc32
 _CRC_OFFSET = _HEADER.size - 4
+_HASH_KEY = struct.Struct("<QQ")  # k0, k1 at HASH_KEY_OFFSET (1.1, hash_id 2)
+HASH_KEY_OFFSET = 72
 SECTION_TABLE_OFFSET = 128
 _SECTION = struct.Struct("<IIQQII")  # kind, flags, offset, length, elem, reserved
 MAX_SECTIONS = (HEADER_LENGTH - SECTION_TABLE_OFFSET) // _SECTION.size  # 124
@@ -116,11 +122,11 @@ FMIX_C2 = 0xC4CEB9FE1A85EC53
 MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
-def word_hash(data: bytes) -> int:
-    """FNV-1a 64 of ``data`` followed by the MurmurHash3 ``fmix64`` finaliser.
+def fnv1a_fmix64(data: bytes) -> int:
+    """FNV-1a 64 of ``data`` followed by the MurmurHash3 ``fmix64`` finaliser (``hash_id`` 1).
 
-    This is the store's index hash.  It is stable across processes and platforms (unlike
-    Python's salted ``hash``); the finaliser spreads FNV's weak low bits, which pick the slot.
+    Stable across processes and platforms (unlike Python's salted ``hash``); the finaliser
+    spreads FNV's weak low bits, which pick the slot.
     """
     h = FNV_OFFSET
     for b in data:
@@ -131,6 +137,58 @@ def word_hash(data: bytes) -> int:
     h = (h * FMIX_C2) & MASK64
     h ^= h >> 33
     return h
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & MASK64
+
+
+def siphash(k0: int, k1: int, data: bytes, c_rounds: int = 1, d_rounds: int = 3) -> int:
+    """SipHash-c-d of ``data`` with key ``(k0, k1)``; SipHash-1-3 is ``hash_id`` 2.
+
+    The pure-Python reference, used by single-word lookups (the kernels have their own).
+    """
+    v0 = k0 ^ 0x736F6D6570736575
+    v1 = k1 ^ 0x646F72616E646F6D
+    v2 = k0 ^ 0x6C7967656E657261
+    v3 = k1 ^ 0x7465646279746573
+
+    def rounds(n: int) -> None:
+        nonlocal v0, v1, v2, v3
+        for _ in range(n):
+            v0 = (v0 + v1) & MASK64
+            v1 = _rotl(v1, 13) ^ v0
+            v0 = _rotl(v0, 32)
+            v2 = (v2 + v3) & MASK64
+            v3 = _rotl(v3, 16) ^ v2
+            v0 = (v0 + v3) & MASK64
+            v3 = _rotl(v3, 21) ^ v0
+            v2 = (v2 + v1) & MASK64
+            v1 = _rotl(v1, 17) ^ v2
+            v2 = _rotl(v2, 32)
+
+    n = len(data)
+    end = n - n % 8
+    for i in range(0, end, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        rounds(c_rounds)
+        v0 ^= m
+    last = ((n & 0xFF) << 56) | int.from_bytes(data[end:], "little")
+    v3 ^= last
+    rounds(c_rounds)
+    v0 ^= last
+    v2 ^= 0xFF
+    rounds(d_rounds)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def word_hash(data: bytes, hash_id: int = HASH_FNV1A64_FMIX64,
+              key: tuple[int, int] = (0, 0)) -> int:
+    """The index hash of a word's UTF-8 bytes under the store's ``hash_id`` (and key)."""
+    if hash_id == HASH_SIPHASH13:
+        return siphash(key[0], key[1], data)
+    return fnv1a_fmix64(data)
 
 
 def slot_count(n_rows: int) -> int:
@@ -215,6 +273,7 @@ class Header:
     sections: dict[int, SectionEntry]
     dtype: int = DTYPE_FLOAT32_LE
     hash_id: int = HASH_FNV1A64_FMIX64
+    hash_key: tuple[int, int] = (0, 0)
 
     def section(self, kind: int) -> SectionEntry | None:
         """The entry of ``kind``, or None if the file has no such section."""
@@ -238,6 +297,8 @@ class Header:
             self.block_log2, len(self.sections), 0, 0,
         )
         described = (self.major, self.minor) != (1, 0)
+        if self.hash_id == HASH_SIPHASH13:
+            _HASH_KEY.pack_into(buf, HASH_KEY_OFFSET, *self.hash_key)
         for i, entry in enumerate(self.sections.values()):
             _SECTION.pack_into(
                 buf, SECTION_TABLE_OFFSET + i * _SECTION.size, int(entry.kind),
@@ -283,9 +344,11 @@ def layout(lengths: Mapping[Section, int], extras: Iterable[ExtraSection] = (),
     return entries
 
 
-def minor_for(dtype: int, extras: Iterable[ExtraSection]) -> int:
-    """The oldest minor version that can describe a file: 1.0 unless it needs 1.1's table."""
-    return MINOR_CORE if dtype == DTYPE_FLOAT32_LE and not list(extras) else 1
+def minor_for(dtype: int, extras: Iterable[ExtraSection],
+              hash_id: int = HASH_FNV1A64_FMIX64) -> int:
+    """The oldest minor version that can describe a file: 1.0 unless it needs 1.1."""
+    plain = dtype == DTYPE_FLOAT32_LE and hash_id == HASH_FNV1A64_FMIX64 and not list(extras)
+    return MINOR_CORE if plain else 1
 
 
 def parse_header(raw: bytes, actual_size: int, path: str) -> Header:
@@ -324,10 +387,13 @@ def parse_header(raw: bytes, actual_size: int, path: str) -> Header:
         raise FormatError(path, f"unsupported vector dtype {dtype}"
                           + ("; the file was written by a newer embstore: upgrade embstore"
                              if described else ""))
-    if hash_id != HASH_FNV1A64_FMIX64:
+    if hash_id not in HASHES or (not described and hash_id != HASH_FNV1A64_FMIX64):
         raise FormatError(path, f"unsupported hash function {hash_id}"
                           + ("; the file was written by a newer embstore: upgrade embstore"
                              if described else ""))
+    hash_key = _HASH_KEY.unpack_from(raw, HASH_KEY_OFFSET)
+    if hash_id != HASH_SIPHASH13 and described and hash_key != (0, 0):
+        raise FormatError(path, "damaged header: a hash key for an unkeyed hash")
     if described and flags != 0:
         raise FormatError(path, f"header flags {flags:#x} are not known to this embstore; "
                                 "the file was written by a newer embstore: upgrade embstore")
@@ -407,4 +473,4 @@ def parse_header(raw: bytes, actual_size: int, path: str) -> Header:
     if expected[Section.CHECKSUMS].end != file_length:
         raise FormatError(path, "damaged header: sections do not end at the end of the file")
     return Header(major, minor, file_length, n_rows, dim, n_slots, block_log2, sections,
-                  dtype, hash_id)
+                  dtype, hash_id, hash_key if hash_id == HASH_SIPHASH13 else (0, 0))

@@ -16,12 +16,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-
-from .errors import StoreExistsError
 
 if TYPE_CHECKING:
     from ._convert.report import ConversionReport
@@ -63,12 +60,15 @@ def from_keyedvectors(kv: Any, dst: str | os.PathLike[str], *,
 
     Raises:
         StoreExistsError: ``dst`` exists and ``force`` is false.
+        OutputError: ``dst`` is the file the vectors are mapped from, ends with a separator,
+            or with ``force`` is not a store.
         ValueError: ``kv`` is empty.
         ConversionError: a vector is NaN or infinite (after rounding to float32), or a key
             is not valid Unicode (a ``ValueError`` too).
         TypeError: ``kv`` is neither a ``KeyedVectors`` nor a model with ``.wv``.
     """
-    from ._build.builder import StoreBuilder, provenance
+    from ._atomic import check_destination
+    from ._build.builder import StoreBuilder, mapped_file, provenance
     from ._convert.report import ConversionReport
 
     t0 = time.perf_counter()
@@ -81,12 +81,12 @@ def from_keyedvectors(kv: Any, dst: str | os.PathLike[str], *,
     if n == 0:
         raise ValueError("the KeyedVectors is empty: there is nothing to write")
     dim = int(vectors.shape[1])
-    dst_path = Path(dst)
-    if not force and dst_path.exists():
-        raise StoreExistsError(dst_path)
+    inputs = [mapped_file(vectors)]  # a KeyedVectors loaded with mmap reads its .npy file
+    dst_path = check_destination(dst, inputs=inputs, force=force, kind="store")
     label = f"<{type(kv).__name__}>"
     batch = max(1, min(1 << 18, BATCH_BYTES // (4 * dim)))
-    with StoreBuilder(dst_path, dim, force=force, expected_rows=n, label=label) as builder:
+    with StoreBuilder(dst_path, dim, force=force, expected_rows=n, label=label,
+                      inputs=inputs) as builder:
         for a in range(0, n, batch):
             b = min(n, a + batch)
             builder.add([_key_text(k) for k in keys[a:b]], vectors[a:b], first_row=a)

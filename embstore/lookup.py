@@ -52,15 +52,19 @@ def encode_words(words: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
         bad = next(w for w in seq if not isinstance(w, str))
         raise TypeError(f"words must be str, got {type(bad).__name__}: {bad!r}") from None
     n = len(seq)
-    lengths = np.fromiter(map(len, seq), dtype=np.int64, count=n)
+    # str's own methods, never a subclass's: a __len__ (or encode) that lies would make the
+    # offsets disagree with the bytes the kernel reads.
+    lengths = np.fromiter(map(str.__len__, seq), dtype=np.int64, count=n)
     if not joined.isascii():
         # Characters == bytes for ASCII words; only the others are encoded one by one.
         ascii_words = np.fromiter(map(str.isascii, seq), dtype=bool, count=n)
         for i in np.flatnonzero(~ascii_words).tolist():
-            lengths[i] = len(seq[i].encode("utf-8", "surrogatepass"))
+            lengths[i] = len(str.encode(seq[i], "utf-8", "surrogatepass"))
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    buf = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    buf = np.frombuffer(str.encode(joined, "utf-8", "surrogatepass"), dtype=np.uint8)
+    if int(offsets[-1]) != buf.size:  # cannot happen with real str; never pass it on if it does
+        raise TypeError("words could not be encoded consistently")
     return buf, offsets
 
 

@@ -10,20 +10,19 @@ stays near the size of the output rather than of the store.
 
 from __future__ import annotations
 
-import contextlib
+import io
 import mmap
 import os
-import secrets
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import format as fmt
-from ._atomic import check_output_path
-from .errors import EmbstoreError
+from ._atomic import AtomicFile
+from .errors import VocabularyError
 from .lookup import FALLBACKS, check_fallbacks, resolve_rows
 from .vocab import VocabLike, normalize
 
@@ -36,6 +35,7 @@ OOV_MODES = ("zeros", "mean", "random")
 
 WINDOW_BYTES = 4 << 20  # gather window when releasing mapped pages: a multiple of 2 MiB
 RELEASE_SPAN = 64 << 20  # release pages only when the gather spans more than this
+WRITE_CHUNK = 64 << 20  # pwrite size where a matrix file cannot be reserved and mapped
 
 
 @dataclass
@@ -124,6 +124,7 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
 
     # Every requested rule is reported, with 0 when it found nothing or was not needed.
     rows, fallback_hits = resolve_rows(store, v.words, fallbacks)
+    _check_coverage(store, len(v.words), int(np.count_nonzero(rows >= 0)), fallbacks)
 
     # The probes touched index, offsets and word pages all over a big store; drop them from
     # this process (the page cache keeps them) so resident memory stays near the output's.
@@ -194,6 +195,36 @@ def build_matrix(store: EmbeddingStore, vocab: VocabLike, *, num_words: int | No
                         fallback_hits=fallback_hits, oov=oov)
 
 
+MIN_COVERAGE = 0.05  # below this share of found words (and with MIN_COVERAGE_WORDS), a warning
+MIN_COVERAGE_WORDS = 20
+
+
+def _check_coverage(store: EmbeddingStore, words: int, hits: int,
+                    fallbacks: Sequence[str]) -> None:
+    """No word found is an error (a matrix of fill values would train on nothing); very few
+    found is a warning.  Both mean the wrong vocabulary, store or tokenisation, most often."""
+    if words == 0 or hits * 1.0 >= MIN_COVERAGE * words:
+        return
+    if fallbacks:
+        case = f"the case fallbacks ({', '.join(fallbacks)}) did not help either"
+    else:
+        case = ('if the store\'s words are cased differently (e.g. all lower case), try '
+                'fallbacks="lower,title"')
+    if hits == 0:
+        # A warning from the library (a damaged or foreign store may legitimately answer
+        # nothing); save_matrix and `embstore matrix` refuse such a matrix.
+        warnings.warn(
+            f"none of the vocabulary's {words:,} words is in the store {store.path}: no word "
+            f"was found; is this the vocabulary for these vectors? {case}",
+            UserWarning, stacklevel=3)
+        return
+    if words >= MIN_COVERAGE_WORDS:
+        warnings.warn(
+            f"only {hits:,} of the vocabulary's {words:,} words ({hits / words:.1%}) were found "
+            f"in the store {store.path}; is this the vocabulary for these vectors? {case}",
+            UserWarning, stacklevel=3)
+
+
 def _check_out(out: np.ndarray, rows: int, dim: int) -> None:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array, not {type(out).__name__}")
@@ -243,29 +274,74 @@ def _gather(store: EmbeddingStore, rows_sorted: np.ndarray, dest_sorted: np.ndar
 
 
 def save_matrix(store: EmbeddingStore, vocab: VocabLike, out_path: str | os.PathLike[str],
+                *, force: bool = False,
+                _before_publish: Callable[[MatrixResult], None] | None = None,
                 **options: Any) -> MatrixResult:
     """Build a matrix straight into ``out_path`` (.npy), published atomically; the result's
-    ``matrix`` is the saved file, mapped read-only."""
-    out_path = Path(out_path)
-    check_output_path(out_path)
-    vocabulary = normalize(vocab, options.pop("num_words", None))
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        # Built straight into the file's mapping: no second copy of the matrix in memory.
-        # No msync: like np.save, the page cache writes it back (an msync would wait for
-        # the disk); the rename below makes it appear complete or not at all.
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                       shape=(vocabulary.rows, store.dim))
-        result = build_matrix(store, vocabulary, out=mm, _out_is_zero=True, **options)
-        del mm
-        result.matrix = np.load(tmp, mmap_mode="r")
-        os.replace(tmp, out_path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if (isinstance(exc, OSError) and not isinstance(exc, EmbstoreError)
-                and exc.filename == os.fspath(tmp) and exc.errno is not None):
-            # e.g. no write permission: report the output path, not the temporary name
-            raise type(exc)(exc.errno, exc.strerror, os.fspath(out_path)) from None
-        raise
+    ``matrix`` is the saved file, mapped read-only.  ``options`` are :func:`build_matrix`'s.
+
+    ``out_path`` is checked before any work: it may not be the store or the vocabulary file
+    (also through a link), and an existing file is replaced only with ``force`` and only if it
+    is a ``.npy`` file.  The file's blocks are reserved before the matrix is built into its
+    mapping, so a full disk raises :class:`~embstore.StoreWriteError` (never SIGBUS) and leaves
+    nothing behind; where the filesystem cannot reserve blocks, the matrix is built in memory
+    and written with ``pwrite`` instead.
+
+    Raises:
+        StoreExistsError: ``out_path`` exists and ``force`` is false.
+        OutputError: ``out_path`` is an input, ends with a separator, or with ``force`` is
+            not a ``.npy`` file.
+        StoreWriteError: the disk is full, the file too large, or writing failed.
+    """
+    inputs = [store.path, vocab if isinstance(vocab, (str, os.PathLike)) else None]
+    with AtomicFile(out_path, kind="matrix", force=force, inputs=inputs) as out:
+        vocabulary = normalize(vocab, options.pop("num_words", None))
+        shape = (vocabulary.rows, store.dim)
+        header = _npy_header(shape)
+        out.pwrite(header, 0)
+        length = len(header) + shape[0] * shape[1] * 4
+        with open(out.fd, "r+b", buffering=0, closefd=False) as f:
+            if shape[0] * shape[1] == 0:  # nothing to map
+                result = build_matrix(store, vocabulary, **options)
+            elif out.reserve(length):
+                # Built straight into the file's mapping: no second copy of the matrix in
+                # memory.  Every block is allocated, so writing through the mapping cannot
+                # fault.  No msync: like np.save, the page cache writes it back (an msync
+                # would wait for the disk); the publishing rename makes it appear whole.
+                mm = np.memmap(f, dtype=np.float32, mode="r+", offset=len(header), shape=shape)
+                result = build_matrix(store, vocabulary, out=mm, _out_is_zero=True, **options)
+                del mm
+            else:
+                result = build_matrix(store, vocabulary, **options)
+                _write_rows(out, result.matrix, len(header))
+            if shape[0] * shape[1]:
+                result.matrix = np.memmap(f, dtype=np.float32, mode="r", offset=len(header),
+                                          shape=shape)
+        if result.hits == 0 and result.misses:
+            # A file of fill values is never what the user wanted: nothing is published.
+            raise VocabularyError(f"none of the vocabulary's {result.misses:,} words is in the "
+                                  f"store {store.path}; nothing was written to {out_path} (is "
+                                  "this the vocabulary for these vectors? a case fallback such "
+                                  'as fallbacks="lower,title" may help)')
+        if _before_publish is not None:
+            _before_publish(result)  # e.g. the CLI's report: written before the matrix appears
+        out.commit()
     return result
+
+
+def _npy_header(shape: tuple[int, int]) -> bytes:
+    """The .npy header ``np.lib.format.open_memmap`` writes for a float32 C-order array."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+              "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _write_rows(out: AtomicFile, matrix: np.ndarray, offset: int) -> None:
+    """Write a C-contiguous matrix with pwrite, in chunks (write errors are errors, not
+    signals)."""
+    flat = matrix.reshape(-1).view(np.uint8)
+    step = WRITE_CHUNK
+    for a in range(0, flat.size, step):
+        out.pwrite(flat[a:a + step], offset + a)

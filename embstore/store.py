@@ -310,13 +310,13 @@ class EmbeddingStore:
     def _row(self, word: str) -> int:
         self.check_open()
         data = word.encode("utf-8", "surrogatepass")
-        h = fmt.word_hash(data)
+        h = fmt.word_hash(data, self.header.hash_id, self.header.hash_key)
         index = self._vocab.index
         n_slots = index.shape[0]
         mask = n_slots - 1
         slot = h & mask
         fp = h >> 32
-        for _ in range(n_slots):
+        for _ in range(min(n_slots, fmt.MAX_PROBES)):
             fp_i, r1 = index[slot]
             if r1 == 0:
                 return -1
@@ -327,7 +327,10 @@ class EmbeddingStore:
                 if self.word_bytes(row) == data:
                     return row
             slot = (slot + 1) & mask
-        return -1
+        if n_slots <= fmt.MAX_PROBES:
+            return -1  # probed the whole (small) table
+        raise FormatError(self.path, f"damaged store: a run of more than {fmt.MAX_PROBES} "
+                                     "occupied index slots (run `embstore verify`)")
 
     # -- batch path -----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import format as fmt
+from ._atomic import check_destination
 from ._build.builder import BuildResult, StoreBuilder, provenance
 from .lookup import resolve_rows
 from .vocab import VocabLike, normalize
@@ -42,7 +43,7 @@ def subset(store: EmbeddingStore, vocab: VocabLike, dst: str | os.PathLike[str],
             ``"vocab"`` orders rows by the vocabulary's ids (first occurrence wins).
         fallbacks: case variants tried after an exact miss (``lower``, ``title``, ``upper``);
             the store word that was found is written, with its vector.
-        force: replace an existing store at ``dst``.
+        force: replace an existing store at ``dst`` (only a store: anything else is refused).
 
     Returns:
         A :class:`~embstore._build.builder.BuildResult`; words of ``vocab`` the store lacks
@@ -50,9 +51,14 @@ def subset(store: EmbeddingStore, vocab: VocabLike, dst: str | os.PathLike[str],
 
     Raises:
         ValueError: ``order`` is unknown, or no word of ``vocab`` is in the store.
+        StoreExistsError: ``dst`` exists and ``force`` is false.
+        OutputError: ``dst`` is the store or the vocabulary file (also through a link), ends
+            with a separator, or with ``force`` is not a store.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    inputs = [store.path, vocab if isinstance(vocab, (str, os.PathLike)) else None]
+    check_destination(dst, inputs=inputs, force=force, kind="store")  # before the lookups
     v = normalize(vocab, num_words)
     rows, _ = resolve_rows(store, v.words, fallbacks)
     store.release_vocabulary()
@@ -66,14 +72,12 @@ def subset(store: EmbeddingStore, vocab: VocabLike, dst: str | os.PathLike[str],
         picked = ordered[np.sort(first)]
     if picked.size == 0:
         raise ValueError(f"none of the {len(v.words):,} vocabulary words is in {store.path}")
-    if os.path.exists(dst) and os.path.samefile(dst, store.path):
-        raise ValueError(f"{os.fspath(dst)}: the subset cannot replace the store it is read from")
     dim = store.dim
     vectors = store.vectors
     voff = store.header.sections[fmt.Section.VECTORS].offset
     batch = max(1, WINDOW_BYTES // (4 * dim))
     with StoreBuilder(dst, dim, force=force, expected_rows=int(picked.size),
-                      label=store.path) as builder:
+                      label=store.path, inputs=inputs) as builder:
         for a in range(0, picked.size, batch):
             part = picked[a:a + batch]
             words = [store.word_bytes(int(r)).decode("utf-8") for r in part.tolist()]

@@ -54,6 +54,68 @@ def _section_of(header: fmt.Header, offset: int) -> str:
     return "end of file"
 
 
+def _check_offsets(store: EmbeddingStore, woff: np.ndarray, nb: int) -> int:
+    """First row whose offsets are out of order or bounds (-1 if none), window by window."""
+    if int(woff[0]) != 0:
+        return 0
+    step = WINDOW // 8
+    base = store.header.sections[fmt.Section.WORD_OFFSETS].offset
+    prev = 0
+    for a in range(0, woff.size, step):
+        part = woff[a:a + step].astype(np.int64)  # a copy of the window: released below
+        store.release(base + a * 8, part.size * 8)
+        d = np.diff(part, prepend=prev)
+        bad = np.flatnonzero((d < 0) | (part > nb))
+        if bad.size:
+            return max(a + int(bad[0]) - 1, 0)
+        prev = int(part[-1])
+    if prev != nb:
+        return woff.size - 2
+    return -1
+
+
+def _index_runs(store: EmbeddingStore, table: np.ndarray) -> tuple[int, int]:
+    """Occupied slots and the longest run of occupied slots (the table wraps around)."""
+    step = WINDOW // 8
+    base = store.header.sections[fmt.Section.INDEX].offset
+    occupied = longest = carry = 0
+    lead = -1  # length of the run that starts at slot 0 (joins the last one)
+    n = table.shape[0]
+    for a in range(0, n, step):
+        occ = table[a:a + step, 1] != 0
+        store.release(base + a * 8, occ.size * 8)
+        occupied += int(occ.sum())
+        zeros = np.flatnonzero(~occ)
+        if zeros.size == 0:
+            carry += occ.size
+            continue
+        first = carry + int(zeros[0])
+        if lead < 0:
+            lead = first
+        inner = int((np.diff(zeros) - 1).max()) if zeros.size > 1 else 0
+        longest = max(longest, first, inner)
+        carry = occ.size - 1 - int(zeros[-1])
+    if lead < 0:  # no empty slot at all
+        return occupied, n
+    return occupied, max(longest, carry + lead)
+
+
+def _check_zeros(store: EmbeddingStore, problem: Any) -> None:
+    """The spec's zero bytes: header bytes outside the fields and the table, and the padding
+    between sections (covered by the checksums, but a forger recomputes those)."""
+    h = store.header
+    used = fmt.SECTION_TABLE_OFFSET + len(h.sections) * 32
+    key_end = fmt.HASH_KEY_OFFSET + (16 if h.hash_id == fmt.HASH_SIPHASH13 else 0)
+    for start, end in ((key_end, fmt.SECTION_TABLE_OFFSET),
+                       (used, fmt.HEADER_LENGTH)):
+        if store.raw(start, end - start).any():
+            problem(f"header bytes {start}..{end - 1} are not zero")
+    for entry in h.sections.values():
+        pad_end = min(fmt.align(entry.end), h.file_length)
+        if pad_end > entry.end and store.raw(entry.end, pad_end - entry.end).any():
+            problem(f"padding after the {entry.name} section is not zero")
+
+
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
     """Check a store completely; the report's ``ok`` is True only if every byte is as written."""
     from ._kernels import checksum as kchecksum
@@ -91,23 +153,31 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                     f"{_section_of(h, at)} section)")
         store.release(fmt.HEADER_LENGTH + b0 * block, chunk.size)
 
-    # 2. vocabulary structure and index
+    # 2. vocabulary structure and index.  In windows whose pages are released: a forged
+    # sparse file can claim billions of rows at no cost on disk, and verify must not fault in
+    # (or allocate) memory in proportion to what the header claims.
     arrays = store.vocab_arrays
-    woff = arrays.offsets
-    nb = arrays.data.size
-    bad_off = kverify.check_offsets(woff, np.uint64(nb))
+    woff, data, table = arrays.offsets, arrays.data, arrays.index
+    bad_off = _check_offsets(store, woff, data.size)
     if bad_off >= 0:
         problem(f"word offsets out of order or bounds at row {bad_off}")
     else:
-        bad_rows = np.empty(h.n_rows, dtype=np.uint8)
-        kverify.check_rows(woff, arrays.data, arrays.index, h.n_rows, bad_rows)
         reasons = {2: "word is not valid UTF-8",
                    3: "index does not lead back to this row (corrupt index or duplicate word)"}
-        for r in np.flatnonzero(bad_rows)[:MAX_PROBLEMS]:
-            problem(f"row {int(r)}: {reasons[int(bad_rows[r])]}")
-        occupied = int(kverify.count_occupied(arrays.index))
-        if occupied != h.n_rows:
-            problem(f"index holds {occupied} entries for {h.n_rows} rows")
+        step = max(1, WINDOW // 64)
+        for r0 in range(0, h.n_rows, step):
+            bad_rows = np.empty(min(h.n_rows, r0 + step) - r0, dtype=np.uint8)
+            kverify.check_rows(woff, data, table, h.n_rows, bad_rows, r0)
+            for r in np.flatnonzero(bad_rows)[:MAX_PROBLEMS]:
+                problem(f"row {r0 + int(r)}: {reasons[int(bad_rows[r])]}")
+            store.release_vocabulary(threshold=0)
+    occupied, longest = _index_runs(store, table)
+    if occupied != h.n_rows:
+        problem(f"index holds {occupied} entries for {h.n_rows} rows")
+    if longest > fmt.MAX_PROBES:
+        problem(f"index has a run of {longest} occupied slots; the format allows at most "
+                f"{fmt.MAX_PROBES} (lookups would stop there)")
+    _check_zeros(store, problem)
 
     # 3. vectors, statistics, metadata
     vec = store.vectors

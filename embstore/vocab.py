@@ -10,8 +10,12 @@
 
 from __future__ import annotations
 
+import bz2
 import json
+import lzma
 import os
+import re
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
@@ -80,7 +84,7 @@ def from_word_index(word_index: Mapping[str, int], num_words: int | None) -> Voc
 def from_tokens(tokens: Iterable[Any], num_words: int | None) -> Vocabulary:
     """Position = row; ``''`` is padding, ``'[UNK]'`` the OOV token."""
     _check_num_words(num_words)
-    toks = [t.decode("utf-8") if isinstance(t, bytes) else t for t in tokens]
+    toks = [_token(t) for t in tokens]
     for t in toks:
         if not isinstance(t, str):
             raise VocabularyError(f"vocabulary tokens must be str, found {t!r}")
@@ -104,7 +108,10 @@ def from_file(path: str | os.PathLike[str], num_words: int | None) -> Vocabulary
     """A JSON word_index / token list, or a text file with one token per line (line = row)."""
     p = os.fspath(path)
     with open(p, "rb") as fh:
-        raw = fh.read()
+        head = fh.read(HEAD_BYTES)
+        # Before reading the rest: a vector file given as the vocabulary can be gigabytes.
+        _refuse_other_files(p, head, whole=len(head) < HEAD_BYTES)
+        raw = head + fh.read()
     is_json = p.endswith(".json")
     text_start = raw.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
     if is_json or text_start in (b"{", b"["):
@@ -132,6 +139,90 @@ def from_file(path: str | os.PathLike[str], num_words: int | None) -> Vocabulary
     return from_tokens([ln[:-1] if ln.endswith("\r") else ln for ln in lines], num_words)
 
 
+HEAD_BYTES = 1 << 16  # what is looked at to tell a vocabulary file from other files
+FORMS = ("a vocabulary is a JSON word_index or token list, or a text file with one token per "
+         "line")
+_HEADER_RE = re.compile(rb"^[ \t]*(\d+)[ \t]+(\d+)[ \t\r]*$")
+_NUMBER_RE = re.compile(rb"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$|^[+-]?(?:nan|inf)$",
+                        re.IGNORECASE)
+_CONTROL_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _refuse_other_files(p: str, head: bytes, whole: bool) -> None:
+    """Refuse a file that is clearly not a vocabulary: a word-vector file (text or binary,
+    plain or compressed), a store, an archive, a NumPy array, a pickle, other binary data.
+    Read as lines, any of them would be a vocabulary of junk tokens that matches nothing."""
+    from ._convert.sources import identify
+
+    found = identify(head)
+    if found is not None and found.kind != "utf16":  # that one is an encoding, said below
+        if found.kind in _DECOMPRESS:
+            inner = _decompressed_head(found.kind, head)
+            vectors = _vector_file(inner, whole=False) if inner else None
+            if vectors:
+                raise VocabularyError(f"{p}: this is a word-vector file ({vectors}, "
+                                      f"{found.kind}-compressed), not a vocabulary; {FORMS}")
+        hint = {"npy": "if it holds the tokens, load it (numpy.load) and pass the array",
+                "pickle": "if it holds a word_index or a Keras Tokenizer, load it (only if you "
+                          "trust it: unpickling runs code) and pass its word_index",
+                "store": "pass it as the store, not as the vocabulary"}.get(found.kind, FORMS)
+        raise VocabularyError(f"{p}: this is {found.what}, not a vocabulary; {hint}")
+    vectors = _vector_file(head, whole)
+    if vectors:
+        raise VocabularyError(f"{p}: this is a word-vector file ({vectors}), not a vocabulary; "
+                              f"{FORMS}")
+    n = len(_CONTROL_RE.findall(head))
+    if n >= 8 and n * 100 >= len(head):
+        raise VocabularyError(f"{p}: this is binary data, not a vocabulary; {FORMS}")
+
+
+def _vector_file(data: bytes, whole: bool) -> str | None:
+    """How ``data`` (the start of a file) shows it is a word-vector file, or None."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    nl = data.find(b"\n")
+    first = data if nl < 0 else data[:nl]
+    m = _HEADER_RE.match(first)
+    if m is not None:
+        header = f"{int(m.group(1))} {int(m.group(2))}"
+        rest = data[nl + 1:] if nl >= 0 else b""
+        body = [ln for ln in rest.split(b"\n", 8) if ln.strip()]
+        if body and _values_after_word(body[0]) > 0:
+            return f"word2vec text header '{header}'"
+        if _CONTROL_RE.search(rest[:4096]):
+            return f"word2vec binary, header '{header}'"
+        return None
+    lines = data.split(b"\n")
+    if not whole and len(lines) > 1:
+        lines.pop()  # cut by the sample
+    rows = [ln for ln in lines if ln.strip()][:5]
+    counts = {_values_after_word(ln) for ln in rows}
+    if rows and len(counts) == 1 and min(counts) >= 3:
+        return f"GloVe text: a word and {counts.pop()} numbers on each line"
+    return None
+
+
+def _values_after_word(line: bytes) -> int:
+    """The number of fields after the first when they are all numbers, else 0."""
+    fields = line.split()
+    if len(fields) < 2 or not all(_NUMBER_RE.match(f) for f in fields[1:]):
+        return 0
+    return len(fields) - 1
+
+
+def _decompressed_head(kind: str, head: bytes) -> bytes:
+    try:
+        return _DECOMPRESS[kind]().decompress(head, HEAD_BYTES)  # type: ignore[no-any-return]
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
+        return b""
+
+
+_DECOMPRESS: dict[str, Any] = {
+    "gzip": lambda: zlib.decompressobj(wbits=31),
+    "bz2": bz2.BZ2Decompressor,
+    "xz": lzma.LZMADecompressor,
+}
+
+
 def normalize(vocab: VocabLike, num_words: int | None) -> Vocabulary:
     """Any supported vocabulary form as a :class:`Vocabulary` (returned as is if it is one)."""
     if isinstance(vocab, Vocabulary):
@@ -150,6 +241,17 @@ def normalize(vocab: VocabLike, num_words: int | None) -> Vocabulary:
     raise VocabularyError(
         f"cannot use {type(vocab).__name__} as a vocabulary: expected a word_index dict, a list "
         "of tokens, a Keras TextVectorization/StringLookup layer or a vocabulary file path")
+
+
+def _token(t: Any) -> Any:
+    """bytes tokens (NumPy ``S`` arrays, TextVectorization on some backends) as str."""
+    if isinstance(t, (bytes, bytearray)):
+        try:
+            return bytes(t).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise VocabularyError(f"vocabulary token {bytes(t)!r} is not UTF-8 ({exc.reason} at "
+                                  f"byte {exc.start})") from None
+    return t
 
 
 def _is_int(v: Any) -> bool:

@@ -255,7 +255,7 @@ def test_console_script_version_and_errors(tmp_path: Path, store: Path) -> None:
     run = subprocess.run([exe(), "--version"], capture_output=True, text=True, check=False)
     assert run.returncode == 0 and run.stdout.strip() == f"embstore {embstore.__version__}"
     bad = tmp_path / "bad.vec"
-    bad.write_text("2 3\nthe 1 2 3\nof 1 2\n")
+    bad.write_text("3 3\nthe 1 2 3\nof 1 2\nand 1 2 3\n")  # not the last line: not truncation
     run = subprocess.run([exe(), "convert", str(bad), str(tmp_path / "o.emb")],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 1 and run.stdout == ""

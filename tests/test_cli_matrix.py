@@ -105,12 +105,26 @@ def test_report_values_by_hand(store_path, vocab_files, tmp_path):
     assert (data["hits"], data["misses"], data["rows"]) == (7, 2, 11)
 
 
-def test_existing_output_is_replaced(store_path, vocab_files, tmp_path):
+def test_existing_output_is_replaced_only_with_force(store_path, vocab_files, tmp_path):
     out = tmp_path / "m.npy"
-    out.write_bytes(b"old")
+    np.save(out, np.zeros((2, 2), dtype=np.float32))
+    before = out.read_bytes()
     proc = run_cli("matrix", store_path, vocab_files / "tokens.txt", "--out", out)
+    assert_one_line_error(proc, f"{out}: destination already exists; pass --force to replace it")
+    assert out.read_bytes() == before
+    proc = run_cli("matrix", store_path, vocab_files / "tokens.txt", "--out", out, "--force")
     assert proc.returncode == 0, proc.stderr
     assert np.load(out).shape == (len(TOKENS), 10)
+    assert sorted(os.listdir(tmp_path)) == ["m.npy"]
+
+
+def test_force_replaces_only_a_npy_file(store_path, vocab_files, tmp_path):
+    out = tmp_path / "m.npy"
+    out.write_bytes(b"old")
+    proc = run_cli("matrix", store_path, vocab_files / "tokens.txt", "--out", out, "--force")
+    assert_one_line_error(proc, f"{out} exists and is not a .npy file; refusing to replace it "
+                                "even with --force")
+    assert out.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["m.npy"]
 
 

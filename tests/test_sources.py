@@ -93,8 +93,8 @@ def test_zip_directory_entries_are_not_members(tmp_path: Path) -> None:
     (b"\x93NUMPY\x01\x00" + bytes(30), "NumPy"),
     (b"\x80\x04\x95" + bytes(30), "pickle"),
     (b"\x89EMB\r\n\x1a\n" + bytes(30), "already an embstore store"),
-    (zipped({"folder/": b""}), "holds 0 files (none)"),
-    (zipped({"a": b"1", "b": b"2"}), "holds 2 files (a, b)"),
+    (zipped({"folder/": b""}), "zip archive holds no files"),
+    (zipped({"a": b"1", "b": b"2"}), 'holds 2 files (a, b); choose one with member="a"'),
     (b"PK\x03\x04" + bytes(40), "damaged zip"),
 ])
 def test_refused_sources(data: bytes, message: str, tmp_path: Path) -> None:
@@ -111,13 +111,14 @@ def test_truncated_compressed_data(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "v"
     packed = COMPRESSORS[kind](DATA)
     path.write_bytes(packed[: len(packed) * 2 // 3])
-    source = Source(path)
-    try:
-        with pytest.raises(embstore.ConversionError, match="damaged or truncated") as info:
+    # Found when the first bytes are peeked (bz2 decompresses whole blocks) or while reading.
+    with pytest.raises(embstore.ConversionError, match="damaged or truncated") as info:
+        source = Source(path)
+        try:
             read_all(source)
-        assert kind in str(info.value)
-    finally:
-        source.close()
+        finally:
+            source.close()
+    assert kind in str(info.value)
 
 
 def test_corrupt_gzip_crc(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,14 +62,17 @@ class StoreBuilder:
     """Builds one store at ``dst``; use as a context manager (an exception removes the
     temporary file and leaves ``dst`` untouched).
 
-    ``label`` names the input in error messages (a path, or ``<KeyedVectors>``).
+    ``label`` names the input in error messages (a path, or ``<KeyedVectors>``); ``inputs``
+    are the files read to make the store, which ``dst`` may not be (see
+    :func:`embstore._atomic.check_destination`).
     """
 
     def __init__(self, dst: str | os.PathLike[str], dim: int, *, force: bool = False,
-                 fsync: bool = False, expected_rows: int = 0, label: str | None = None) -> None:
-        self.dst = Path(dst)
+                 fsync: bool = False, expected_rows: int = 0, label: str | None = None,
+                 inputs: Iterable[object] = ()) -> None:
         self.label = label
-        self._writer = StoreWriter(self.dst, dim, force=force, fsync=fsync)
+        self._writer = StoreWriter(dst, dim, force=force, fsync=fsync, inputs=inputs)
+        self.dst = self._writer.dst
         self.dim = self._writer.dim
         self._vocab = VocabularyBuilder(expected_rows)
         self._keep = np.zeros(0, dtype=np.uint8)
@@ -131,12 +133,12 @@ class StoreBuilder:
         if k == 0:
             return 0
         try:
-            encoded = [w.encode("utf-8") for w in words]
+            encoded = [str.encode(w, "utf-8") for w in words]  # str's, not a subclass's
         except UnicodeEncodeError:
             bad = next(w for w in words if not _encodable(w))
             raise ConversionError(self.label, f"word {bad!r} is not valid Unicode (lone "
                                               "surrogate); a store holds UTF-8 words") from None
-        except AttributeError:
+        except TypeError:
             bad = next(w for w in words if not isinstance(w, str))
             raise TypeError(f"words must be str, got {type(bad).__name__}: {bad!r}") from None
         rows = _float32_rows(vectors)
@@ -221,7 +223,8 @@ def write_arrays(dst: str | os.PathLike[str], words: Iterable[str], vectors: Any
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
     dim = int(vectors.shape[1])
     batch = max(1, min(1 << 18, BATCH_BYTES // (4 * max(dim, 1))))
-    with StoreBuilder(dst, dim, force=force, expected_rows=n, label=label) as builder:
+    with StoreBuilder(dst, dim, force=force, expected_rows=n, label=label,
+                      inputs=[mapped_file(vectors)]) as builder:
         for a in range(0, n, batch):
             b = min(n, a + batch)
             builder.add(list(words[a:b]), vectors[a:b], first_row=a)
@@ -231,6 +234,17 @@ def write_arrays(dst: str | os.PathLike[str], words: Iterable[str], vectors: Any
         if metadata:
             meta["user"] = metadata
         return builder.finish(meta)
+
+
+def mapped_file(array: Any) -> str | None:
+    """The file an ``np.memmap`` (or a view of one) maps: an input its store may not replace."""
+    seen = 0
+    while array is not None and seen < 32:
+        if isinstance(array, np.memmap) and getattr(array, "filename", None):
+            return str(array.filename)
+        array = getattr(array, "base", None)
+        seen += 1
+    return None
 
 
 def _encodable(word: str) -> bool:

@@ -1,33 +1,33 @@
 """Writing a store file atomically.
 
-A store is built in an unnamed temporary file (``O_TMPFILE``) in the destination's directory,
-or a dot-named temporary file where the filesystem lacks ``O_TMPFILE``.  The header, which is
-what makes a file a store, is written last.  Only when everything is on disk is the file
-given its name: ``link`` (fails if the destination exists) or ``rename`` over it with
-``force``.  A reader that has the old store mapped keeps its old inode and data; a crash at any
-point leaves no file at the destination that looks like a store.
+A store is built in an :class:`~embstore._atomic.AtomicFile`: an unnamed temporary file
+(``O_TMPFILE``) in the destination's directory, or a dot-named temporary file where the
+filesystem lacks ``O_TMPFILE``.  The header, which is what makes a file a store, is written
+last.  Only when everything is on disk is the file given its name: ``link`` (fails if the
+destination exists) or ``rename`` over a previous store with ``force``.  A reader that has the
+old store mapped keeps its old inode and data; a crash at any point leaves no file at the
+destination that looks like a store.  The destination is checked first, by the rules every
+output follows (:func:`~embstore._atomic.check_destination`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import queue
-import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import format as fmt
-from .._atomic import TMP_TAG, fsync_directory, remove_stale_temporaries
-from ..errors import StoreExistsError, StoreLimitError, StoreWriteError
+from .._atomic import TMP_TAG, AtomicFile, remove_stale_temporaries
+from ..errors import StoreLimitError
 
 _TMP_TAG = TMP_TAG  # the temporary-name tag, for tests
+__all__ = ["StoreWriter", "remove_stale_temporaries"]
 
 
 class _BlockHasher:
@@ -42,7 +42,6 @@ class _BlockHasher:
 
     def _hash_full(self, data: np.ndarray) -> None:
         from .._kernels import checksum as kchecksum
-        from .._kernels import stats as kstats
 
         out = np.empty(data.size // self.block, dtype=np.uint64)
         if self.serial:
@@ -72,7 +71,6 @@ class _BlockHasher:
 
     def finish(self) -> np.ndarray:
         from .._kernels import checksum as kchecksum
-        from .._kernels import stats as kstats
 
         if self.carry_len:
             out = np.empty(1, dtype=np.uint64)
@@ -89,27 +87,20 @@ class StoreWriter:
 
     Use as a context manager: leaving the block by an exception removes the temporary file.
     Rows are appended with :meth:`write_vectors`; :meth:`finish` writes every other section,
-    the checksums and the header, then gives the file its name.
+    the checksums and the header, then gives the file its name.  ``inputs`` are the files the
+    store is made from (paths or open files): ``dst`` may not be one of them.
     """
 
     def __init__(self, dst: str | os.PathLike[str], dim: int, *, force: bool = False,
-                 fsync: bool = False) -> None:
-        self.dst = Path(dst)
+                 fsync: bool = False, inputs: Iterable[object] = ()) -> None:
         self.dim = int(dim)
         self.force = force
         self.fsync = fsync
         if not 1 <= self.dim <= fmt.MAX_DIM:
             raise StoreLimitError(f"dimension {dim} out of range 1..{fmt.MAX_DIM}")
-        if self.dst.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "destination is a directory", str(self.dst))
-        if not force and self.dst.exists():
-            raise StoreExistsError(self.dst)
-        parent = self.dst.parent
-        if not parent.is_dir():
-            raise FileNotFoundError(errno.ENOENT, "destination directory does not exist", str(parent))
-        remove_stale_temporaries(self.dst)
-        self._named_tmp: Path | None = None
-        self._fd = self._open_temporary(parent)
+        self._out = AtomicFile(dst, kind="store", force=force, inputs=inputs, fsync=fsync)
+        self.dst: Path = self._out.dst
+        self._fd = self._out.fd
         self._pos = fmt.HEADER_LENGTH
         self._hasher = _BlockHasher()
         self.n_rows = 0  # rows accepted (queued or written)
@@ -128,27 +119,14 @@ class StoreWriter:
 
     # -- temporary file ---------------------------------------------------------------------
 
-    def _open_temporary(self, parent: Path) -> int:
-        flag = getattr(os, "O_TMPFILE", 0)
-        if flag and os.environ.get("EMBSTORE_NO_TMPFILE", "") in ("", "0"):
-            try:
-                return os.open(parent, flag | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o666)
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-                    raise
-        name = f".{self.dst.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
-        self._named_tmp = parent / name
-        return os.open(self._named_tmp,
-                       os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    @property
+    def _named_tmp(self) -> Path | None:
+        """The temporary's path while it has one (``None`` for an ``O_TMPFILE`` file)."""
+        return self._out.named_temporary
 
     def _write(self, data: np.ndarray) -> None:
         view = data.data.cast("B")
-        try:
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], self._pos + done)
-        except OSError as exc:
-            raise StoreWriteError(self.dst, exc) from exc
+        self._out.pwrite(view, self._pos)  # StoreWriteError naming dst on failure
         self._hasher.update(np.frombuffer(view, dtype=np.uint8))
         self._pos += len(view)
 
@@ -240,7 +218,6 @@ class StoreWriter:
 
     def _update_moments(self, rows: np.ndarray, serial: bool) -> None:
         """Chan et al.'s pairwise update of per-dimension mean and sum of squared deviations."""
-        from .._kernels import checksum as kchecksum
         from .._kernels import stats as kstats
 
         k = rows.shape[0]
@@ -306,23 +283,17 @@ class StoreWriter:
         if (sections[fmt.Section.CHECKSUMS].offset != checksums_at
                 or sections[fmt.Section.CHECKSUMS].length != digests.size * 8):
             raise AssertionError("store layout and written bytes disagree")
-        try:
-            view = digests.data.cast("B")
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], checksums_at + done)
-            file_length = checksums_at + len(view)
-            header = fmt.Header(fmt.VERSION_MAJOR, fmt.minor_for(fmt.DTYPE_FLOAT32_LE, specs),
-                                file_length, n, self.dim, index.shape[0], fmt.BLOCK_LOG2,
-                                sections)
-            os.pwrite(self._fd, header.pack(), 0)
-            if self.fsync:
-                os.fsync(self._fd)
-            self._publish()
-        except OSError as exc:
-            if isinstance(exc, FileExistsError):
-                raise StoreExistsError(self.dst) from None
-            raise StoreWriteError(self.dst, exc) from exc
+        view = digests.data.cast("B")
+        self._out.pwrite(view, checksums_at)
+        file_length = checksums_at + len(view)
+        header = fmt.Header(fmt.VERSION_MAJOR, fmt.minor_for(fmt.DTYPE_FLOAT32_LE, specs),
+                            file_length, n, self.dim, index.shape[0], fmt.BLOCK_LOG2,
+                            sections)
+        self._out.pwrite(header.pack(), 0)
+        # fsync (with fsync=True), then link, or rename over a previous store with force:
+        # StoreExistsError if a file appeared at dst meanwhile, StoreWriteError on failure.
+        self._out.commit()
+        self.close()
         return file_length
 
     @property
@@ -330,38 +301,6 @@ class StoreWriter:
         return self._mean
 
     # -- publishing and cleanup ---------------------------------------------------------------
-
-    def _link_unnamed(self, parent: Path, name: str) -> None:
-        """Give the O_TMPFILE file a name.
-
-        ``linkat(..., AT_SYMLINK_FOLLOW)`` on ``/proc/self/fd/N`` is the unprivileged way;
-        passing a directory fd makes Python call ``linkat`` rather than ``link``.
-        """
-        dfd = os.open(parent, os.O_RDONLY)
-        try:
-            os.link(f"/proc/self/fd/{self._fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
-        finally:
-            os.close(dfd)
-
-    def _publish(self) -> None:
-        parent = self.dst.parent
-        if self._named_tmp is None and not self.force:
-            # link refuses to overwrite, so an existing destination is never clobbered.
-            self._link_unnamed(parent, self.dst.name)
-        else:
-            if self._named_tmp is None:
-                name = f".{self.dst.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
-                self._link_unnamed(parent, name)
-                self._named_tmp = parent / name
-            if self.force:
-                os.replace(self._named_tmp, self.dst)
-            else:
-                os.link(self._named_tmp, self.dst)  # fails if dst appeared meanwhile
-                os.unlink(self._named_tmp)
-        self._named_tmp = None
-        self.close()
-        if self.fsync:
-            fsync_directory(parent)
 
     def close(self) -> None:
         """Stop the writer thread and drop the temporary file (if not yet published)."""
@@ -372,11 +311,7 @@ class StoreWriter:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
-        os.close(self._fd)
-        if self._named_tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._named_tmp)
-            self._named_tmp = None
+        self._out.discard()  # nothing once published
 
     def __enter__(self) -> StoreWriter:
         return self

@@ -69,6 +69,18 @@ def detect(st: ConversionState, head: np.ndarray, whole: bool) -> None:
     else:
         raise st.error("not a word-vector file: found only blank lines"
                          + ("" if whole else " in the first MiB"))
+    sample = data[: 1 << 16]
+    if looks_binary(sample):
+        # Text formats hold no control bytes beyond a stray one; compressed or binary data
+        # has them on every line.  Refused here, not read as lines that fail one by one.
+        st.binary_text = True
+        raise st.error(
+            "not a word-vector file: this is binary data in no format embstore knows "
+            f"({control_share(sample):.0%} control bytes in the first "
+            f"{len(sample):,} bytes; found {show(first)})", offset=0,
+            hint="if it is compressed, decompress it first; embstore reads gzip, bz2, xz, "
+                 "zip and tar",
+        )
     line = first.rstrip(b" \t\r\n\x0b\x0c")
     fields = line.split()
     dim = 0
@@ -91,6 +103,30 @@ def detect(st: ConversionState, head: np.ndarray, whole: bool) -> None:
 
 
 _CONTROL_RE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def control_share(data: bytes) -> float:
+    """The share of ``data`` that is control bytes (tab, newline, CR, VT and FF excluded)."""
+    return len(_CONTROL_RE.findall(data)) / max(len(data), 1)
+
+
+def looks_binary(data: bytes) -> bool:
+    """Whether ``data`` is binary rather than text: at least 5% control bytes (and 16).
+
+    Text vector files have almost none (a word may hold a stray one, and gensim reads such
+    files, so a few must not refuse one); compressed, encrypted or binary data has about 11%
+    (29 of the 256 byte values)."""
+    n = len(_CONTROL_RE.findall(data))
+    return n >= 16 and n * 20 >= len(data)
+
+
+def junk_word(word: bytes) -> bool:
+    """Whether the bytes of a word are binary junk rather than text in another encoding: a
+    control byte, or mostly bytes that are not UTF-8 (a Latin-1 ``caf\xe9`` is neither)."""
+    if _CONTROL_RE.search(word):
+        return True
+    bad = len(word) - len(word.decode("utf-8", "ignore").encode("utf-8"))
+    return bad >= 4 and 2 * bad > len(word)
 
 
 def _looks_like_binary(data: bytes, whole: bool) -> bool:

@@ -7,3 +7,7 @@ MAX_LINE = 64 << 20  # longest accepted text line
 MAX_WORD = 1 << 20  # longest accepted binary word
 ROW_BATCH_BYTES = 8 << 20  # float32 output per kernel batch
 MAX_EXAMPLES = 10  # skipped lines kept as examples in the report
+# With on_bad_line="skip", a conversion fails when more than half of its records were skipped
+# and at least this many: junk (binary data, another format) is not a store, while a small
+# hand-made file with a few bad lines still converts.
+SKIP_FAIL_MIN = 100

@@ -32,6 +32,7 @@ class ConversionReport:
     store_bytes: int
     seconds: float
     skipped_examples: list[str] = field(default_factory=list)
+    member: str | None = None  # the archive member converted
 
     @property
     def mb_per_s(self) -> float:
@@ -47,6 +48,8 @@ class ConversionReport:
         kind = FORMAT_NAMES.get(self.format, self.format)
         if self.compression:
             kind += f", {self.compression}"
+        if self.member:
+            kind += f" member {self.member}"
         text = (
             f"Converted {self.rows:,} word{'' if self.rows == 1 else 's'} x {self.dim} ({kind}) "
             f"from {self.source} "

@@ -9,7 +9,7 @@ from .._build.builder import StoreBuilder, provenance
 from ..errors import StoreLimitError
 from . import limits
 from .detect import detect
-from .report import ConversionReport
+from .report import FORMAT_NAMES, ConversionReport
 from .sources import Stream
 from .state import ConversionState
 from .text import TextReader
@@ -40,13 +40,20 @@ def run(st: ConversionState) -> ConversionReport:
                                       f"with limit={fmt.MAX_ROWS}") from None
             st.bytes_read = stream.bytes_read
             st.progress.update(st.source.size, force=True)
+            # The reader thread must be done with the source before it is read further.
+            stream.close(timeout=None)
+            st.source.check_complete()
             if builder.n_rows == 0:
                 raise st.error("no vectors were converted (every line was skipped)"
                                  if st.skipped else "no vectors found in the file")
+            _check_skipped(st)
+            source_meta = {"name": os.path.basename(st.path), "format": st.kind,
+                           "compression": st.source.compression, "bytes": st.source.size,
+                           "declared_rows": st.declared}
+            if st.source.member is not None:
+                source_meta["member"] = st.source.member
             metadata = provenance(
-                {"name": os.path.basename(st.path), "format": st.kind,
-                 "compression": st.source.compression, "bytes": st.source.size,
-                 "declared_rows": st.declared},
+                source_meta,
                 records=st.records, duplicates=builder.duplicates,
                 skipped_lines=st.skipped, limit=st.limit)
             built = builder.finish(metadata)
@@ -62,5 +69,21 @@ def run(st: ConversionState) -> ConversionReport:
         duplicates=st.duplicates, skipped_lines=st.skipped, blank_lines=st.blank,
         declared_rows=st.declared, bytes_read=st.bytes_read,
         input_bytes=st.source.size, store_bytes=store_bytes, seconds=0.0,
-        skipped_examples=st.examples,
+        skipped_examples=st.examples, member=st.source.member,
     )
+
+
+def _check_skipped(st: ConversionState) -> None:
+    """With ``on_bad_line="skip"``, a conversion that skipped more than half of its records
+    (and at least ``limits.SKIP_FAIL_MIN``) fails: the input is not what it was taken for
+    (binary data, another format, the wrong options), and a store of what was left would be
+    garbage that looks like a result."""
+    if st.skipped < limits.SKIP_FAIL_MIN or 2 * st.skipped <= st.records:
+        return
+    unit = "records" if st.kind == "binary" else "lines"
+    shown = "; ".join(st.examples[:3])
+    raise st.error(
+        f"{st.skipped:,} of {st.records:,} {unit} were bad and skipped, more than half: this "
+        f"is not a {FORMAT_NAMES.get(st.kind, st.kind)} file, or not one read with these "
+        f"options (first skipped: {shown})",
+        hint="check what the file is; nothing was written")

@@ -29,11 +29,12 @@ class ConversionState:
 
     def __init__(self, source: Source, dst: Path, format: Format, limit: int | None,
                  unicode_errors: UnicodeErrors, on_bad_line: OnBadLine, force: bool,
-                 quiet: bool, fsync: bool) -> None:
+                 quiet: bool, fsync: bool, *, member: str | None = None) -> None:
         self.source = source
         self.path = source.path
         self.dst = dst
         self.format_opt = format
+        self.member = member  # the archive member asked for (source.member: the one read)
         self.limit = limit
         self.unicode_errors = unicode_errors
         self.on_bad_line = on_bad_line
@@ -46,7 +47,9 @@ class ConversionState:
         self.records = 0
         self.duplicates = 0
         self.skipped = 0
+        self.trailing_skipped = 0  # records skipped since the last one kept
         self.blank = 0
+        self.binary_text = False  # a text input whose bytes look binary (set by detect)
         self.examples: list[str] = []
         self.bytes_read = 0
         self.declared: int | None = None
@@ -59,14 +62,35 @@ class ConversionState:
                                compressed=self.compressed)
 
     def skip_or_raise(self, message: str, *, line: int | None = None, offset: int | None = None,
-                      hint: str | None = None) -> None:
+                      hint: str | None = None, skip_hint: bool = True) -> None:
         if self.on_bad_line == "error":
-            hint = (hint + "; " if hint else "") + 'or skip bad lines with on_bad_line="skip"'
+            if skip_hint:
+                hint = (hint + "; " if hint else "") + 'or skip bad lines with on_bad_line="skip"'
             raise self.error(message, line=line, offset=offset, hint=hint)
         self.skipped += 1
         if len(self.examples) < limits.MAX_EXAMPLES:
             where = f"line {line}" if line is not None else f"offset {offset}"
             self.examples.append(f"{where}: {message}")
+
+    def kept(self, good: np.ndarray) -> None:
+        """Record which of a batch's records (in input order) were kept, for
+        :attr:`complete_records`."""
+        kept_at = np.flatnonzero(good)
+        if kept_at.size:
+            self.trailing_skipped = int(good.size - 1 - kept_at[-1])
+        else:
+            self.trailing_skipped += int(good.size)
+
+    @property
+    def complete_records(self) -> int:
+        """Records up to the last one kept: ``limit=`` this converts what is there, also with
+        ``on_bad_line="error"`` when only records at the end were skipped."""
+        return self.records - self.trailing_skipped
+
+    def limit_hint(self, records: int | None = None) -> str | None:
+        """``"limit=N converts what is there"``, where ``N`` records are complete."""
+        n = self.complete_records if records is None else records
+        return f"limit={n} converts what is there" if n > 0 else None
 
     @property
     def target(self) -> int | None:

@@ -8,6 +8,7 @@ import numpy as np
 from .._build.builder import StoreBuilder
 from .._kernels import text as ktext
 from . import limits
+from .detect import junk_word, looks_binary
 from .sources import Stream
 from .state import ConversionState, show
 
@@ -18,6 +19,9 @@ class TextReader:
     def __init__(self, st: ConversionState) -> None:
         self.st = st
         self._last_record_line = -1  # the batch's line where the header's count was reached
+        self._input_end = -1  # buffer offset of the end of the input, once it is in the window
+        self._batch_before = 0  # records before the current batch
+        self._batch_records = np.empty(0, dtype=np.int64)  # the batch's lines that are records
 
     def read(self, stream: Stream, builder: StoreBuilder) -> None:
         """Convert every line after the header (if any) into ``builder``."""
@@ -40,6 +44,7 @@ class TextReader:
         while True:
             s, e = stream.start, stream.end
             buf = stream.buf
+            self._input_end = e if stream.eof else -1
             nparts = max(1, -(-(e - s) // limits.PART))
             counts = np.zeros(nparts, dtype=np.int64)
             ends = np.zeros(nparts, dtype=np.int64)
@@ -101,11 +106,11 @@ class TextReader:
             if not stream.advance(consumed) and consumed >= stream.end:
                 break
         if target is not None and self.st.declared is not None and self.st.records < target:
+            limit = self.st.limit_hint()
             raise self.st.error(
                 f"header declares {self.st.declared:,} rows but the file ends after "
                 f"{self.st.records:,}", line=max(line_no - 1, 1),
-                hint=f"the file is probably truncated; limit={self.st.records} converts what is there"
-                if self.st.records else None,
+                hint="the file is probably truncated" + (f"; {limit}" if limit else ""),
             )
 
     def _check_trailing(self, buf: np.ndarray, a: int, b: int, first_line: int) -> None:
@@ -151,6 +156,8 @@ class TextReader:
             finished = True
         else:
             self.st.blank += int(blank.sum())
+        self._batch_before = self.st.records
+        self._batch_records = record_idx
         self.st.records += record_idx.size
         rec_status = status[record_idx]
         bad_utf8 = m[record_idx, ktext.M_BADUTF8] != 0
@@ -166,6 +173,7 @@ class TextReader:
             good &= good_mask[record_idx]
         for li in record_idx[~good]:
             self._report_text_line(work, m, int(li), first_line)
+        self.st.kept(good)
         cand = record_idx[good]
         src, wst, wen = work, m[:, ktext.M_WSTART], m[:, ktext.M_WEND]
         if self.st.unicode_errors != "strict" and bad_utf8[good].any():
@@ -213,6 +221,16 @@ class TextReader:
             msg = f"expected {dim} values after the word, found {found}"
             hint = "the dimension comes from the header" if self.st.declared else \
                 "the dimension comes from line 1"
+            lend = int(meta[li, ktext.M_LEND])
+            if (status == ktext.LINE_TOO_FEW and self._input_end >= 0
+                    and work[lend:self._input_end].tobytes() in (b"", b"\n")):
+                # A short last line: the download or copy stopped inside it.
+                record = self._batch_before + int(np.searchsorted(self._batch_records, li)) + 1
+                limit = self.st.limit_hint(record - 1)
+                self.st.skip_or_raise(
+                    msg + ", on the last line: the file is probably truncated", line=line_no,
+                    hint=limit, skip_hint=False)
+                return
         elif status in (ktext.LINE_NOT_NUMBER, ktext.LINE_NONFINITE):
             ts = int(meta[li, ktext.M_DSTART]) - lstart
             te = int(meta[li, ktext.M_DEND]) - lstart
@@ -234,7 +252,12 @@ class TextReader:
             except UnicodeDecodeError as exc:
                 at = exc.start
             msg = f"word {show(word)} is not valid UTF-8 (byte {at} of the word)"
-            hint = 'use unicode_errors="replace" or unicode_errors="ignore"'
+            if junk_word(word) or looks_binary(line):
+                # Another encoding has no control bytes: this is binary data, and decoding
+                # it differently would only turn junk into words.
+                hint = "the line is binary data, not text: is this really a text vector file?"
+            else:
+                hint = 'use unicode_errors="replace" or unicode_errors="ignore"'
         self.st.skip_or_raise(msg, line=line_no, hint=hint)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from .._build.builder import StoreBuilder
 from .._kernels import binary as kbinary
 from . import limits
+from .detect import junk_word
 from .sources import Stream
 from .state import ConversionState, show
 
@@ -57,6 +58,7 @@ class Word2VecReader:
             if not stream.advance(pos):
                 rest = stream.buf[stream.start:stream.end].tobytes()
                 base = stream.base
+                limit = self.st.limit_hint()
                 if rest.strip(b"\n"):
                     have = len(rest.lstrip(b"\n"))
                     raise self.st.error(
@@ -64,14 +66,12 @@ class Word2VecReader:
                         f"{rec} bytes of vector, found only {have} bytes before the end",
                         offset=base + len(rest) - have,
                         hint=f"header declares {self.st.declared:,} rows; the file is probably "
-                             "truncated" + (f" (limit={self.st.records} converts what is there)"
-                                            if self.st.records else ""),
+                             "truncated" + (f" ({limit})" if limit else ""),
                     )
                 raise self.st.error(
                     f"header declares {self.st.declared:,} rows but the file ends after "
                     f"{self.st.records:,}", offset=base + len(rest),
-                    hint="the file is probably truncated" + (
-                        f"; limit={self.st.records} converts what is there" if self.st.records else ""),
+                    hint="the file is probably truncated" + (f"; {limit}" if limit else ""),
                 )
             pos = stream.start
             self.st.progress.update(self.st.source.consumed)
@@ -120,11 +120,15 @@ class Word2VecReader:
                     if not good[i]:
                         continue
                     good[i] = False
+                    word = work[wst[i]:wen[i]].tobytes()
                     self.st.skip_or_raise(
-                        f"word {show(work[wst[i]:wen[i]].tobytes())} is not valid UTF-8",
-                        offset=base + int(wst[i]), hint='use unicode_errors="replace" or unicode_errors="ignore"',
+                        f"word {show(word)} is not valid UTF-8", offset=base + int(wst[i]),
+                        hint="the word is binary data, not text: is this really a word2vec "
+                             "binary file?" if junk_word(word) else
+                             'use unicode_errors="replace" or unicode_errors="ignore"',
                     )
             else:
                 src, s_arr, e_arr = self.st.repaired_words(
                     work, wst[:k], wen[:k], badw[:k], np.flatnonzero(good), lstrip_newlines=True)
+        self.st.kept(good)
         builder.submit(out, k, src, s_arr, e_arr, np.flatnonzero(good))

@@ -60,7 +60,7 @@ def scan_binary(buf, pos, end, dim, max_records, max_word, wst, wen, vst, badw):
     return k, pos, BIN_DONE, pos
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda buf, vst, n, out, *_: n * out.shape[1], threshold=3_000_000)
 def copy_binary_vectors(buf, vst, n, out, bad):  # type: ignore[no-untyped-def]
     """Copy ``n`` little-endian float32 vectors starting at byte offsets ``vst`` into the rows
     of ``out`` (C-contiguous); ``bad[i] = 1`` when row ``i`` holds a NaN or infinity."""

@@ -8,7 +8,7 @@ from numba import prange
 from ._core import address, madvise, parallel_kernel
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda src, rows, out, *_: rows.size * out.shape[1], threshold=100_000)
 def gather_rows(src, rows, out):  # type: ignore[no-untyped-def]
     """``out[k] = src[rows[k]]`` for every k (compaction of kept rows)."""
     for k in prange(rows.size):
@@ -16,7 +16,7 @@ def gather_rows(src, rows, out):  # type: ignore[no-untyped-def]
 
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda v, rows, dest, out, *_: rows.size * out.shape[1], threshold=1_000_000)
 def gather_into(vectors, rows, dest, out):  # type: ignore[no-untyped-def]
     """``out[dest[k]] = vectors[rows[k]]``; rows were validated by ``lookup_words``."""
     dim = out.shape[1]
@@ -27,7 +27,7 @@ def gather_into(vectors, rows, dest, out):  # type: ignore[no-untyped-def]
             out[d, j] = vectors[r, j]
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda v, rows, d, out, bounds, *_: rows.size * out.shape[1] if bounds.size > 2 else 0, threshold=1_000_000)
 def gather_release(vectors, rows, dest, out, bounds, release, page, advice):  # type: ignore[no-untyped-def]
     """``gather_into`` window by window, dropping each window's pages once it is copied.
 

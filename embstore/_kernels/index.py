@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import format as fmt
 from ._core import JIT as _JIT
 from ._core import U1, U32, memcpy, parallel_kernel, prefetch
 from .strings import bytes_equal, word_hash
@@ -93,7 +94,9 @@ def probe_hashed(qbuf, s, e, h, table, woff, wbytes, n_rows):  # type: ignore[no
     nb = np.uint64(wbytes.size)
     slot = h & mask
     fp = np.uint32(h >> U32)
-    for _ in range(n_slots):
+    # No run of occupied slots is longer than MAX_PROBES (docs/FORMAT.md): stopping there
+    # bounds the work of a lookup in a forged table that has no empty slot.
+    for _ in range(min(n_slots, MAX_PROBES)):
         r1 = np.int64(table[slot, 1])
         if r1 == 0:
             return -1
@@ -108,13 +111,14 @@ def probe_hashed(qbuf, s, e, h, table, woff, wbytes, n_rows):  # type: ignore[no
             if bytes_equal(wbytes, np.int64(a), np.int64(b), qbuf, s, e):
                 return r
         slot = (slot + U1) & mask
-    return -1
+    return -1 if n_slots <= MAX_PROBES else -2
 
 
+MAX_PROBES = fmt.MAX_PROBES
 LOOKUP_CHUNK = 4096
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda *a: a[-1].size, threshold=16_384)
 def lookup_words(qbuf, qoff, table, woff, wbytes, n_rows, out):  # type: ignore[no-untyped-def]
     """Row id of every query word (``-1`` if absent); returns the number of corrupt probes.
 

@@ -8,7 +8,7 @@ from numba import prange
 from ._core import parallel_kernel
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda x, n, b, s, sums, *_: n * x.shape[1] if sums.shape[0] > 1 else 0, threshold=1_000_000)
 def block_moments(x, n, block, shift, sums, sqs):  # type: ignore[no-untyped-def]
     """Per-block column sums of ``x - shift`` and of its squares, in float64, one pass.
 

@@ -48,7 +48,7 @@ def _newlines_in_word(w):  # type: ignore[no-untyped-def]
     return ((m >> U7) * ONES8) >> U56
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda buf, w, s, e, part, counts, *_: e - s if counts.size > 1 else 0, threshold=1 << 20)
 def scan_parts(buf, words, s, e, part, counts, ends):  # type: ignore[no-untyped-def]
     """Split ``buf[s:e]`` into parts of ``part`` bytes; per part, count newlines and note
     the position just after the last one (``ends[c]``, 0 if none).  ``words`` is ``buf``
@@ -232,7 +232,7 @@ def _find_newline(buf, i, end):  # type: ignore[no-untyped-def]
     return i
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda buf, lo, hi, *_: int(hi[-1] - lo[0]) if lo.size > 1 else 0, threshold=8 << 10)
 def parse_text_parts(buf, lo, hi, first_row, dim, out, meta):  # type: ignore[no-untyped-def]
     """Parse whole lines: part ``c`` holds the lines in ``buf[lo[c]:hi[c]]`` (``hi`` is just
     after a newline, or the end of input) and writes rows from ``first_row[c]`` on.

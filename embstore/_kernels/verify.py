@@ -27,21 +27,24 @@ def check_offsets(woff, nb):  # type: ignore[no-untyped-def]
     return -1
 
 
-@parallel_kernel
-def check_rows(woff, wbytes, table, n_rows, bad):  # type: ignore[no-untyped-def]
-    """``bad[r]``: 2 invalid UTF-8, 3 the index does not lead back to row r."""
-    for r in prange(n_rows):
+@parallel_kernel(work=lambda *a: a[4].size, threshold=10_000)
+def check_rows(woff, wbytes, table, n_rows, bad, r0=0):  # type: ignore[no-untyped-def]
+    """``bad[i]`` for row ``r0 + i``: 2 invalid UTF-8, 3 the index does not lead back to it.
+
+    ``r0`` lets verify check a window of rows at a time (bounded memory)."""
+    for i in prange(bad.size):
+        r = r0 + i
         a = np.int64(woff[r])
         b = np.int64(woff[r + 1])
         if not utf8_valid(wbytes, a, b):
-            bad[r] = 2
+            bad[i] = 2
         elif probe(wbytes, a, b, table, woff, wbytes, n_rows) != r:
-            bad[r] = 3
+            bad[i] = 3
         else:
-            bad[r] = 0
+            bad[i] = 0
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda table, *_: table.shape[0], threshold=300_000)
 def count_occupied(table):  # type: ignore[no-untyped-def]
     c = 0
     for s in prange(table.shape[0]):
@@ -50,7 +53,7 @@ def count_occupied(table):  # type: ignore[no-untyped-def]
     return c
 
 
-@parallel_kernel
+@parallel_kernel(work=lambda vectors, *_: vectors.size, threshold=3_000_000)
 def nonfinite_rows(vectors, bad):  # type: ignore[no-untyped-def]
     dim = vectors.shape[1]
     for r in prange(vectors.shape[0]):

@@ -64,9 +64,21 @@ def _check_ops(store: Any, words: list[str], vectors: np.ndarray, rng: random.Ra
     return bad
 
 
+def _force_parallel() -> None:
+    """Set every kernel's threshold to 0: the small test stores then launch parallel regions
+    (which is what these tests are about) instead of running the serial twins."""
+    from embstore._kernels import registry as kregistry
+
+    for k in kregistry.kernels():
+        k.threshold = 0
+
+
 def readers(args: dict[str, Any]) -> dict[str, Any]:
     """Threads of one process reading one shared store object (and one store each)."""
     import embstore
+
+    if args.get("force_parallel"):
+        _force_parallel()
 
     words, vectors = _reference(args["reference"])
     shared = embstore.open(args["store"])
@@ -87,10 +99,12 @@ def readers(args: dict[str, Any]) -> dict[str, Any]:
         t.start()
     for t in threads:
         t.join()
-    import numba
+    from embstore._kernels import _core as kcore
 
+    # small reads may never have launched a parallel region: threading_layer() starts the
+    # layer if need be, so that the layer the threads would use is reported either way
     return {"errors": errors[:10], "n_errors": len(errors), "threads_done": done[0],
-            "layer": numba.threading_layer()}  # type: ignore[attr-defined]
+            "layer": kcore.threading_layer(), "locked": kcore._LaunchState.lock is not None}
 
 
 def hold_during_replace(args: dict[str, Any]) -> dict[str, Any]:
@@ -133,13 +147,18 @@ def hold_during_replace(args: dict[str, Any]) -> dict[str, Any]:
 
 def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
     """Run the parallel kernels, then fork children (and a grandchild, and a fork-context
-    multiprocessing pool) that use lookup, build_matrix and verify."""
+    multiprocessing pool) that use lookup, build_matrix and verify, and check that each
+    runs its kernels as ``args["child_layer"]`` says (``threading_layer()``; parallel
+    launches really made unless it is ``"serial"``)."""
     import multiprocessing
 
     import numba
 
     import embstore
     from embstore._kernels import _core as kcore
+
+    if args.get("force_parallel"):
+        _force_parallel()
 
     words, vectors = _reference(args["reference"])
     store = embstore.open(args["store"])
@@ -162,6 +181,11 @@ def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
                 return 3
             if not np.array_equal(store.lookup(words[:100]), np.arange(100)):
                 return 4  # the store object inherited from the parent
+            if kcore.threading_layer() != args["child_layer"]:
+                print("child layer", kcore.launch_policy(), file=sys.stderr)
+                return 6
+            if kcore._LaunchState.parallel_used != (args["child_layer"] != "serial"):
+                return 7  # parallel kernels launched in the child exactly when expected
             return 0
         except BaseException:
             traceback.print_exc()
@@ -185,7 +209,8 @@ def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
     if args.get("pool"):
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(2) as pool:
-            pool_ok = pool.map(_pool_task, [(args["store"], args["reference"], s) for s in range(4)])
+            pool_ok = pool.map(_pool_task, [(args["store"], args["reference"], s,
+                                             bool(args.get("force_parallel"))) for s in range(4)])
     # and the parent keeps working in parallel afterwards
     again = np.array_equal(store.lookup(words), np.arange(len(words)))
     return {"layer": layer, "parallel_used_before_fork": used, "child_status": statuses,
@@ -193,13 +218,18 @@ def fork_after_parallel(args: dict[str, Any]) -> dict[str, Any]:
             "serial_only_in_parent": kcore._LaunchState.serial_only}
 
 
-def _pool_task(a: tuple[str, str, int]) -> bool:
+def _pool_task(a: tuple[str, str, int, bool]) -> list[Any]:
+    """``[reads correct, threading_layer(), parallel launches made]`` in a pool worker."""
     import embstore
+    from embstore._kernels import _core as kcore
 
-    path, reference, seed = a
+    path, reference, seed, forced = a
     words, vectors = _reference(reference)
     st = embstore.open(path)
-    return not _check_ops(st, words, vectors, random.Random(seed), 30)
+    ok = not _check_ops(st, words, vectors, random.Random(seed), 30)
+    if forced:  # make sure this worker launches at least once
+        ok = ok and bool(np.array_equal(st.lookup(words), np.arange(len(words))))
+    return [ok, kcore.threading_layer(), kcore._LaunchState.parallel_used]
 
 
 def main() -> None:

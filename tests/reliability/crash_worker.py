@@ -258,17 +258,19 @@ def fsize(job: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     job = json.loads(sys.stdin.read())
-    # Load the kernels here, so that forked children find them loaded: the parallel ones,
-    # and the serial twins a child forked after a parallel launch switches to.
+    # Load the kernels here, so that forked children find them loaded: the parallel ones
+    # (children keep them under tbb and workqueue) and the serial twins (for small work, and
+    # for children forked from an OpenMP process, which switch to them).
     import embstore
     from embstore._kernels import _core as kcore
 
     embstore.verify(job["reference"])
-    kcore._LaunchState.serial_only = True
     warm = job["dst"] + ".warm"
-    embstore.convert(job["src"], warm, quiet=True, force=True)
-    embstore.verify(warm)
-    os.unlink(warm)
+    for serial in (True, False):
+        kcore._LaunchState.serial_only = serial
+        embstore.convert(job["src"], warm, quiet=True, force=True)
+        embstore.verify(warm)
+        os.unlink(warm)
     kcore._LaunchState.serial_only = False
     summary = kills(job) if job["mode"] == "kills" else fsize(job)
     print(json.dumps(summary))

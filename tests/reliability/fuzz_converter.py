@@ -74,6 +74,7 @@ FILE_LEVEL_REASONS = (
     "already an embstore store",
     "NumPy .npy",
     "Python pickle",
+    ", which embstore does not read",  # a file identified by its magic bytes: the whole file
 )
 
 

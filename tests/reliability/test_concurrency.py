@@ -7,9 +7,12 @@
   touched before the replacement -- with no SIGBUS, and a new open sees the new store.
 * A process that already ran the parallel kernels forks (children, a grandchild and a
   fork-context multiprocessing pool): the children's lookups, matrices and verification
-  work.  Numba's GNU OpenMP layer aborts such children unless embstore switches them to
-  the serial twins; this runs under each threading layer available here.
-* Threads calling ``lookup`` and ``build_matrix`` concurrently, under each layer.
+  work, under each threading layer available here.  Under ``tbb`` and ``workqueue`` the
+  children still launch parallel kernels; under GNU OpenMP, which would abort them, they
+  run the serial twins.
+* Threads calling ``lookup`` and ``build_matrix`` concurrently, under each layer, with every
+  kernel's threshold set to 0 so that the small store launches parallel regions: no lock
+  under ``tbb`` and ``omp``, one launch at a time under ``workqueue``.
 """
 
 from __future__ import annotations
@@ -27,14 +30,13 @@ import relutil
 
 
 def _layers() -> list[str]:
-    layers = ["omp", "workqueue"]
-    try:
-        import numba.np.ufunc.tbbpool  # noqa: F401
+    from embstore._kernels import _core as kcore
 
-        layers.append("tbb")
-    except ImportError:
-        pass
-    return layers
+    return ["omp", "workqueue", *(["tbb"] if kcore.tbb_available() else [])]
+
+
+# How a child forked after parallel launches runs its kernels, by layer.
+CHILD_LAYER = {"tbb": "tbb", "omp": "serial", "workqueue": "workqueue"}
 
 
 @pytest.fixture(scope="module")
@@ -114,25 +116,28 @@ def test_replace_with_force_while_readers_hold_the_store(stores: dict[str, Path]
 
 @pytest.mark.parametrize("layer", _layers())
 def test_fork_after_parallel_kernels(stores: dict[str, Path], layer: str) -> None:
+    child = CHILD_LAYER[layer]
     args = {"mode": "fork_after_parallel", "store": str(stores["a"]),
-            "reference": str(stores["a_ref"]), "forks": 2, "grandchild": True, "pool": True}
+            "reference": str(stores["a_ref"]), "forks": 2, "grandchild": True, "pool": True,
+            "force_parallel": True, "child_layer": child}
     res = relutil.run_child(_cmd(args), timeout=300,
                             env=relutil.child_env(NUMBA_THREADING_LAYER=layer))
     assert res.returncode == 0, res.describe()
     out = relutil.last_json(res.stdout)
     assert out["layer"] == layer and out["parallel_used_before_fork"], out
     assert out["child_status"] == [0, 0], res.describe()
-    assert out["pool"] == [True] * 4 and out["parent_after"], out
+    assert out["pool"] == [[True, child, child != "serial"]] * 4 and out["parent_after"], out
     assert out["serial_only_in_parent"] is False
 
 
 @pytest.mark.parametrize("layer", _layers())
 def test_threads_calling_lookup_concurrently(stores: dict[str, Path], layer: str) -> None:
     args = {"mode": "readers", "store": str(stores["a"]), "reference": str(stores["a_ref"]),
-            "threads": 8, "rounds": 40, "seed": 99}
+            "threads": 8, "rounds": 40, "seed": 99, "force_parallel": True}
     res = relutil.run_child(_cmd(args), timeout=300,
                             env=relutil.child_env(NUMBA_THREADING_LAYER=layer))
     assert res.returncode == 0, res.describe()
     out = relutil.last_json(res.stdout)
     assert out["n_errors"] == 0, out["errors"]
     assert out["layer"] == layer and out["threads_done"] == 8
+    assert out["locked"] is (layer == "workqueue"), out
