@@ -169,7 +169,7 @@ def cases(store: Any) -> dict[str, Case]:
     src = np.ascontiguousarray(vectors[: min(n_store, 100_000)])
 
     def lookup(n: int) -> tuple[Any, ...]:
-        return (qbuf, qoff[: n + 1], store._index, store._offsets, store._bytes, n_store,
+        return (qbuf, qoff[: n + 1], store.vocab_arrays.index, store.vocab_arrays.offsets, store.vocab_arrays.data, n_store,
                 np.empty(n, np.int64))
 
     def rows(n: int) -> np.ndarray:
@@ -227,10 +227,10 @@ def cases(store: Any) -> dict[str, Case]:
                 np.empty((n, text.META_COLS), np.int64))
 
     def check_rows(n: int) -> tuple[Any, ...]:
-        return (store._offsets, store._bytes, store._index, n, np.empty(n, np.uint8))
+        return (store.vocab_arrays.offsets, store.vocab_arrays.data, store.vocab_arrays.index, n, np.empty(n, np.uint8))
 
     def occupied(n: int) -> tuple[Any, ...]:
-        return (store._index[:n],)
+        return (store.vocab_arrays.index[:n],)
 
     def nonfinite(v: int) -> tuple[Any, ...]:
         n = max(1, v // dim)
@@ -251,7 +251,7 @@ def cases(store: Any) -> dict[str, Case]:
         "parse_text_parts": Case(text.parse_text_parts, [8192 << k for k in range(0, 13)],
                                  parse, "bytes"),
         "check_rows": Case(verify.check_rows, _geom(1, n_store), check_rows, "rows"),
-        "count_occupied": Case(verify.count_occupied, _geom(1, store._index.shape[0]),
+        "count_occupied": Case(verify.count_occupied, _geom(1, store.vocab_arrays.index.shape[0]),
                                occupied, "slots"),
         "nonfinite_rows": Case(verify.nonfinite_rows, vals, nonfinite, "values"),
     }

@@ -53,13 +53,13 @@ def big_calls(store: Any, n_queries: int, n_bytes: int) -> dict[str, Callable[[]
 
     def lookup() -> Any:
         out = np.empty(qoff.size - 1, np.int64)
-        index.lookup_words(qbuf, qoff, store._index, store._offsets, store._bytes, len(store),
+        index.lookup_words(qbuf, qoff, store.vocab_arrays.index, store.vocab_arrays.offsets, store.vocab_arrays.data, len(store),
                            out)
         return out
 
     def small() -> Any:
         out = np.empty(small_off.size - 1, np.int64)
-        index.lookup_words(small_buf, small_off, store._index, store._offsets, store._bytes,
+        index.lookup_words(small_buf, small_off, store.vocab_arrays.index, store.vocab_arrays.offsets, store.vocab_arrays.data,
                            len(store), out)
         return out
 
